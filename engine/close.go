@@ -1,0 +1,278 @@
+package engine
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/balance"
+)
+
+var errClientEOF = errors.New("client closed in the middle of its request body")
+
+// stepTunnel moves bytes both ways through an upgraded tunnel and closes
+// it when both directions have finished or either socket fails.
+func (l *loop) stepTunnel(i int32, t *tunnel) {
+	for d := range t.dir {
+		if side, err := l.pump(i, t, d); err != nil {
+			cause := causeClientReset
+			if side == sideBackend {
+				cause = causeBackendReset
+			}
+			l.finish(i, cause)
+			return
+		}
+	}
+	if t.dir[dirUp].finished() && t.dir[dirDown].finished() {
+		l.finish(i, causeDone)
+	}
+}
+
+// linger ends a connection politely: whatever is queued for the client is
+// flushed, its write side is shut, and its input is read and discarded
+// until it closes or the linger timeout passes. Closing with unread input
+// would send a reset that can destroy the answer still in flight.
+func (l *loop) linger(i int32, t *tunnel, cause uint8) {
+	l.closeBackend(t)
+	if t.leased {
+		t.lease.Done()
+		t.leased = false
+	}
+	if t.ex != nil {
+		t.ex.release()
+		t.ex = nil
+	}
+	if t.dir[dirUp].chunk != nil {
+		l.unpark(&t.dir[dirUp])
+	}
+	l.dropPipe(&t.dir[dirUp])
+	t.cause = cause
+	t.state = stLinger
+	l.wheel.arm(i, l.now+l.srv.lingerTicks)
+	l.stepLinger(i, t)
+}
+
+func (l *loop) stepLinger(i int32, t *tunnel) {
+	if _, err := l.flush(t, dirDown); err != nil {
+		l.finish(i, t.cause)
+		return
+	}
+	dr := &t.dir[dirDown]
+	if dr.chunk != nil {
+		return
+	}
+	fd := int(t.fd[sideClient])
+	if dr.flags&dShut == 0 {
+		dr.flags |= dShut
+		unix.Shutdown(fd, unix.SHUT_WR)
+	}
+	for ops := 0; ops < maxOps; ops++ {
+		if t.io[sideClient]&canRead == 0 {
+			return
+		}
+		n, err := unix.Read(fd, l.buf)
+		if err == unix.EAGAIN {
+			t.io[sideClient] &^= canRead
+			return
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			l.finish(i, t.cause)
+			return
+		}
+	}
+	l.requeue(i, t)
+}
+
+// armIdle sets tunnel i's timer to its next deadline: the idle timeout from
+// its last activity, or a scheduled drain close, whichever is first.
+func (l *loop) armIdle(i int32, t *tunnel) {
+	var due uint32
+	has := false
+	if idle := l.srv.idleTicks; idle > 0 {
+		due, has = t.active+idle, true
+	}
+	if t.state == stHTTP && t.ex != nil && !t.ex.answered {
+		due, has = t.active+l.srv.answerTicks, true
+	}
+	if t.closeAt != 0 && (!has || int32(t.closeAt-due) < 0) {
+		due, has = t.closeAt, true
+	}
+	if has {
+		l.wheel.arm(i, due)
+	} else {
+		l.wheel.disarm(i)
+	}
+}
+
+func (l *loop) idleCheck(i int32, t *tunnel) {
+	if t.state == stHTTP && !t.ex.answered {
+		l.answerTimedOut(i, t)
+		return
+	}
+	if t.closeAt != 0 && int32(l.now-t.closeAt) >= 0 {
+		l.finish(i, causeDrain)
+		return
+	}
+	if idle := l.srv.idleTicks; idle > 0 && int32(l.now-(t.active+idle)) >= 0 {
+		l.finish(i, causeIdle)
+		return
+	}
+	l.armIdle(i, t)
+}
+
+// link adds tunnel i to its backend's list in this loop, so that draining
+// a backend finds its tunnels without scanning every tunnel.
+func (l *loop) link(i int32, t *tunnel) {
+	b := t.lease.Backend()
+	head, ok := l.lists[b]
+	if !ok {
+		head = none
+	}
+	t.bePrev, t.beNext = none, head
+	if head != none {
+		l.tabs.at(head).bePrev = i
+	}
+	l.lists[b] = i
+	t.linked = true
+}
+
+func (l *loop) unlink(i int32, t *tunnel) {
+	if !t.linked {
+		return
+	}
+	if t.bePrev != none {
+		l.tabs.at(t.bePrev).beNext = t.beNext
+	} else {
+		b := t.lease.Backend()
+		if t.beNext == none {
+			delete(l.lists, b)
+		} else {
+			l.lists[b] = t.beNext
+		}
+	}
+	if t.beNext != none {
+		l.tabs.at(t.beNext).bePrev = t.bePrev
+	}
+	t.bePrev, t.beNext, t.linked = none, none, false
+}
+
+// scheduleBackendCloses closes backend b's tunnels in this loop spread over
+// the window: the k-th of n at balance.Spread(k, n, spread), so that the
+// clients' reconnects arrive over the window and not as one storm.
+func (l *loop) scheduleBackendCloses(b *balance.Backend, spread time.Duration) int {
+	head, ok := l.lists[b]
+	if !ok {
+		return 0
+	}
+	n := 0
+	for i := head; i != none; i = l.tabs.at(i).beNext {
+		n++
+	}
+	k := 0
+	for i := head; i != none; {
+		t := l.tabs.at(i)
+		next := t.beNext
+		at := l.now + ticks(balance.Spread(k, n, spread, 0.5, nil))
+		if at == 0 {
+			at = 1
+		}
+		if t.closeAt == 0 || int32(at-t.closeAt) < 0 {
+			t.closeAt = at
+		}
+		if int32(t.closeAt-l.now) <= 0 {
+			l.finish(i, causeDrain)
+		} else {
+			l.armIdle(i, t)
+		}
+		k++
+		i = next
+	}
+	return n
+}
+
+// scheduleAllCloses does the same for every tunnel of the loop (node
+// drain, graceful stop).
+func (l *loop) scheduleAllCloses(spread time.Duration) {
+	backends := make([]*balance.Backend, 0, len(l.lists))
+	for b := range l.lists {
+		backends = append(backends, b)
+	}
+	for _, b := range backends {
+		l.scheduleBackendCloses(b, spread)
+	}
+}
+
+// finish closes tunnel i for good: both sockets, its pipes and chunks, its
+// backend slot; then counts it and writes its access-log line.
+func (l *loop) finish(i int32, cause uint8) {
+	t := l.tabs.at(i)
+	if t.state == stFree {
+		return
+	}
+	l.wheel.disarm(i)
+	for side := range t.fd {
+		if fd := t.fd[side]; fd >= 0 {
+			unix.Close(int(fd))
+			t.fd[side] = -1
+		}
+	}
+	for d := range t.dir {
+		dr := &t.dir[d]
+		if dr.chunk != nil {
+			l.unpark(dr)
+		}
+		l.dropPipe(dr)
+		dr.flags = 0
+	}
+	var accepted int64
+	if t.ex != nil {
+		accepted = t.ex.accepted
+		t.ex.release()
+		t.ex = nil
+	}
+	if t.status == 0 {
+		// Closed before any answer: the client left during the
+		// handshake, or wsgate was stopped.
+		t.status = statusClientClosed
+		if accepted != 0 {
+			l.srv.c.observeHandshake(accepted)
+		}
+	}
+	l.unlink(i, t)
+	var backend string
+	if b := t.lease.Backend(); b != nil {
+		backend = b.Addr()
+	}
+	if t.leased {
+		t.lease.Done()
+		t.leased = false
+	}
+	upgraded := t.status == 101
+	if upgraded {
+		l.c.tunnelsActive.Add(-1)
+		l.c.observeTunnel(t.started)
+	}
+	l.c.closes[cause].Add(1)
+	if log := l.srv.accessLog; log != nil {
+		l.logSession(log, t, backend, cause)
+	}
+	l.tabs.release(i)
+}
+
+func (l *loop) logSession(log *slog.Logger, t *tunnel, backend string, cause uint8) {
+	d := time.Duration(time.Now().UnixNano() - t.started)
+	log.LogAttrs(nil, slog.LevelInfo, "session",
+		slog.String("client", t.peer.addrPort().String()),
+		slog.String("backend", backend),
+		slog.Int("status", int(t.status)),
+		slog.Uint64("bytes_up", t.bytes[dirUp]),
+		slog.Uint64("bytes_down", t.bytes[dirDown]),
+		slog.Float64("duration_s", d.Seconds()),
+		slog.String("close", causeNames[cause]),
+	)
+}

@@ -1,0 +1,488 @@
+package engine
+
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/balance"
+	"github.com/wsgate/wsgate/handshake"
+)
+
+// exchange is what a tunnel needs between the client's head and the start
+// of the byte tunnel: the parsed request, the dial attempts, the rewritten
+// head and the backend's answer. It is dropped as soon as the tunnel
+// starts, so an idle tunnel keeps none of it.
+type exchange struct {
+	fd       int            // the client socket, detached from netpoll
+	peer     netip.AddrPort // the client (from the socket or a PROXY header)
+	direct   netip.Addr     // the immediate peer, for trusted_proxies
+	tls      bool
+	accepted int64 // unix nanoseconds
+
+	head    *chunk // the client's head followed by early data
+	headLen int
+	req     *handshake.Request
+	reject  *handshake.Reject // answer this instead of dialing
+
+	route   *Route
+	upgrade bool // the request asks for an allowed upgrade
+	tries   int
+	tried   [maxTries]*balance.Backend
+	failure balance.FailKind // the last dial failure, for 502 vs 504
+
+	ans        *chunk // the backend's answer as it arrives
+	ansLen     int    // length of its final head in ans
+	scan       handshake.HeadScanner
+	resp       *handshake.Response
+	answered   bool // the final (non-1xx) answer head has been forwarded
+	untilClose bool // the answer's body ends when the backend closes
+	body       handshake.BodyTracker
+	rbody      handshake.BodyTracker
+}
+
+const maxTries = 8
+
+// release returns the exchange's pooled parts.
+func (ex *exchange) release() {
+	putChunk(ex.head)
+	putChunk(ex.ans)
+	ex.head, ex.ans = nil, nil
+	if ex.req != nil {
+		putRequest(ex.req)
+		ex.req = nil
+	}
+	if ex.resp != nil {
+		putResponse(ex.resp)
+		ex.resp = nil
+	}
+}
+
+// adopt takes a client whose head netpoll has read, into tunnel slot.
+func (l *loop) adopt(ex *exchange) {
+	i := l.tabs.alloc()
+	t := l.tabs.at(i)
+	t.fd[sideClient] = int32(ex.fd)
+	t.started = ex.accepted
+	t.peer = makePeer(ex.peer)
+	t.ex = ex
+	t.active = l.now
+	t.state = stConnecting
+	if err := l.watch(i, sideClient, ex.fd); err != nil {
+		l.srv.log.Error("epoll_ctl add client failed", "err", err)
+		l.finish(i, causeInternal)
+		return
+	}
+	if ex.reject != nil {
+		l.answer(i, t, ex.reject)
+		return
+	}
+	l.dial(i, t)
+}
+
+// dial picks a backend and starts a non-blocking connect to it, moving on
+// to the next backend when one refuses at once. netpoll's dialer is not
+// used: it reports a refusal as "closed by peer", and 502 vs 504 needs the
+// errno (DESIGN.md, netpoll notes).
+func (l *loop) dial(i int32, t *tunnel) {
+	ex := t.ex
+	srv := l.srv
+	for {
+		if ex.tries >= srv.tries {
+			l.answer(i, t, failureReject(ex.failure))
+			return
+		}
+		lease, err := ex.route.Pool.Pick(l.hashKey(ex), ex.tried[:ex.tries])
+		if err != nil {
+			if ex.tries == 0 {
+				l.answer(i, t, handshake.ErrNoBackend)
+			} else {
+				l.answer(i, t, failureReject(ex.failure))
+			}
+			return
+		}
+		b := lease.Backend()
+		ex.tried[ex.tries] = b
+		ex.tries++
+		t.lease, t.leased = lease, true
+
+		sa, family, err := srv.resolve(b.Addr())
+		if err != nil {
+			srv.log.Warn("backend address does not resolve", "backend", b.Addr(), "err", err)
+			l.failDial(t, balance.FailError)
+			continue
+		}
+		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			srv.fdLimit(err, "socket")
+			t.lease.Done() // not the backend's fault
+			t.leased = false
+			l.answer(i, t, handshake.ErrOverloaded)
+			return
+		}
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		if src := srv.sourceAddr(family); src != nil {
+			unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			if err := unix.Bind(fd, src); err != nil {
+				srv.log.Warn("bind source address failed", "err", err)
+			}
+		}
+		err = unix.Connect(fd, sa)
+		if err != nil && err != unix.EINPROGRESS {
+			unix.Close(fd)
+			l.failDial(t, balance.FailRefused)
+			continue
+		}
+		t.fd[sideBackend] = int32(fd)
+		if ex.tries > 1 {
+			// A new backend socket: bump the generation so that no event
+			// queued for the previous one can be taken for this one.
+			t.gen++
+			if err := l.rewatch(i, sideClient); err != nil {
+				l.finish(i, causeInternal)
+				return
+			}
+		}
+		t.io[sideBackend] = 0
+		if err := l.watch(i, sideBackend, fd); err != nil {
+			l.srv.log.Error("epoll_ctl add backend failed", "err", err)
+			l.finish(i, causeInternal)
+			return
+		}
+		t.state = stConnecting
+		l.wheel.arm(i, l.now+srv.connectTicks)
+		return
+	}
+}
+
+// failDial records a failed attempt on the current lease.
+func (l *loop) failDial(t *tunnel, kind balance.FailKind) {
+	t.lease.Failed(kind)
+	t.leased = false
+	t.ex.failure = kind
+	l.srv.c.dialFailures[kind].Add(1)
+}
+
+// failureReject maps the last dial failure to the client's answer: a
+// timeout is 504, anything else 502 (nginx answers the same way).
+func failureReject(kind balance.FailKind) *handshake.Reject {
+	if kind == balance.FailTimeout {
+		return handshake.ErrGatewayTimeout
+	}
+	return handshake.ErrBadGateway
+}
+
+// closeBackend closes the backend socket of a tunnel still in its
+// handshake, before a retry or an answer.
+func (l *loop) closeBackend(t *tunnel) {
+	if fd := t.fd[sideBackend]; fd >= 0 {
+		unix.Close(int(fd))
+		t.fd[sideBackend] = -1
+		t.io[sideBackend] = 0
+	}
+}
+
+func (l *loop) stepConnect(i int32, t *tunnel) {
+	if t.io[sideBackend]&canWrite == 0 {
+		return // a client event; its bytes wait in its socket until the answer
+	}
+	errno, err := unix.GetsockoptInt(int(t.fd[sideBackend]), unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && errno == 0 {
+		l.connected(i, t)
+		return
+	}
+	kind := balance.FailRefused
+	if unix.Errno(errno) == unix.ETIMEDOUT {
+		kind = balance.FailTimeout
+	}
+	l.closeBackend(t)
+	l.failDial(t, kind)
+	l.dial(i, t)
+}
+
+func (l *loop) connectTimedOut(i int32, t *tunnel) {
+	l.closeBackend(t)
+	l.failDial(t, balance.FailTimeout)
+	l.dial(i, t)
+}
+
+// connected writes the rewritten head (and, for a plain request, the body
+// bytes already here) into the upward direction and moves on.
+func (l *loop) connected(i int32, t *tunnel) {
+	t.lease.Connected()
+	ex := t.ex
+	srv := l.srv
+	ci := handshake.ClientInfo{IP: ex.peer.Addr(), TLS: ex.tls, Trusted: srv.trusted(ex.direct)}
+	opt := ex.route.rewrite
+	opt.BackendAddr = t.lease.Backend().Addr()
+	opt.Target = ex.route.target(ex.req)
+	early := ex.head.b[ex.headLen:]
+	c := getChunk(ex.headLen + 1024 + len(early))
+	c.b = handshake.AppendRewritten(c.b, ex.req, &ci, &opt)
+	if !ex.upgrade {
+		n, _, err := ex.body.Advance(early)
+		if err != nil {
+			putChunk(c)
+			l.closeBackend(t)
+			t.lease.Done()
+			t.leased = false
+			l.answer(i, t, asReject(err))
+			return
+		}
+		if n > 0 {
+			if c2 := growChunk(c, n); c2 != nil {
+				c = c2
+				c.b = append(c.b, early[:n]...)
+			} else {
+				putChunk(c)
+				l.finish(i, causeInternal)
+				return
+			}
+		}
+		// What follows the body is a pipelined request; wsgate answers
+		// with Connection: close, so it is dropped, never forwarded.
+		ex.head.b = ex.head.b[:ex.headLen]
+	}
+	l.attach(&t.dir[dirUp], c)
+	t.active = l.now
+	if ex.upgrade {
+		t.state = stExchange
+		l.wheel.arm(i, l.now+srv.answerTicks)
+		l.stepExchange(i, t)
+		return
+	}
+	t.state = stHTTP
+	l.wheel.arm(i, l.now+srv.answerTicks)
+	l.stepHTTP(i, t)
+}
+
+// stepExchange sends an upgrade request's head, then reads the answer. The
+// client is not read meanwhile: its bytes after the head reach the backend
+// only after the backend has agreed to switch protocols (a 101), so a
+// backend that refuses the upgrade never sees WebSocket frames as HTTP.
+func (l *loop) stepExchange(i int32, t *tunnel) {
+	if side, err := l.flush(t, dirUp); err != nil {
+		l.failed(i, t, side, err)
+		return
+	}
+	if t.dir[dirUp].chunk != nil {
+		return
+	}
+	done, err := l.readAnswer(i, t)
+	if err != nil {
+		l.badAnswer(i, t, err)
+		return
+	}
+	if !done {
+		return
+	}
+	ex := t.ex
+	if ex.resp.Status == 101 {
+		if !ex.resp.SwitchesTo(ex.req) {
+			l.badAnswer(i, t, handshake.ErrBackendBadResponse)
+			return
+		}
+		l.startTunnel(i, t)
+		return
+	}
+	// The backend declined the upgrade (403, 404, a redirect…): pass its
+	// answer on as a plain response and close after it. The client's early
+	// bytes were meant for a protocol that never started: dropped.
+	ex.head.b = ex.head.b[:ex.headLen]
+	ex.body.Init(handshake.BodyNone, 0)
+	t.state = stHTTP
+	l.forwardAnswer(i, t)
+}
+
+// startTunnel forwards the 101 and whatever the backend sent after it to
+// the client, the held early data to the backend, and lets the bytes flow.
+func (l *loop) startTunnel(i int32, t *tunnel) {
+	ex := t.ex
+	srv := l.srv
+	t.status = 101
+	// The answer chunk already holds the 101 head and any bytes after it,
+	// in order: it becomes the downward direction's bytes in flight.
+	l.attach(&t.dir[dirDown], ex.ans)
+	ex.ans = nil
+	if len(ex.head.b) > ex.headLen {
+		ex.head.off = ex.headLen
+		l.attach(&t.dir[dirUp], ex.head)
+		ex.head = nil
+	}
+	srv.c.handshakeOK.Add(1)
+	srv.c.observeHandshake(ex.accepted)
+	ex.release()
+	t.ex = nil
+	t.state = stTunnel
+	l.c.tunnelsActive.Add(1)
+	l.c.tunnelsTotal.Add(1)
+	l.link(i, t)
+	l.armIdle(i, t)
+	l.stepTunnel(i, t)
+}
+
+// readAnswer reads the backend's answer head into ex.ans. Interim 1xx
+// answers other than 101 (100 Continue, 103 Early Hints) are passed to the
+// client as they come. It reports true when the final head is parsed into
+// ex.resp.
+func (l *loop) readAnswer(i int32, t *tunnel) (bool, error) {
+	ex := t.ex
+	fd := int(t.fd[sideBackend])
+	limit := l.srv.limits.MaxHeadBytes
+	for ops := 0; ops < maxOps; ops++ {
+		if ex.ans == nil {
+			ex.ans = getChunk(4 << 10)
+		}
+		if len(ex.ans.b) > 0 {
+			end, err := ex.scan.Scan(ex.ans.b, limit)
+			if err != nil {
+				return false, handshake.ErrBackendBadResponse
+			}
+			if end > 0 {
+				if ex.resp == nil {
+					ex.resp = getResponse()
+				}
+				if err := handshake.ParseResponse(ex.ans.b[:end], ex.resp); err != nil {
+					return false, err
+				}
+				if s := ex.resp.Status; s >= 100 && s < 200 && s != 101 {
+					l.interim(t, end)
+					continue
+				}
+				ex.ansLen = end
+				return true, nil
+			}
+		}
+		if t.io[sideBackend]&canRead == 0 {
+			return false, nil
+		}
+		if len(ex.ans.b) == cap(ex.ans.b) {
+			c := growChunk(ex.ans, 4<<10)
+			if c == nil {
+				return false, handshake.ErrBackendBadResponse
+			}
+			ex.ans = c
+		}
+		n, err := unix.Read(fd, ex.ans.b[len(ex.ans.b):cap(ex.ans.b)])
+		if err != nil {
+			if err == unix.EAGAIN {
+				t.io[sideBackend] &^= canRead
+				return false, nil
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			return false, handshake.ErrBackendBadResponse
+		}
+		if n == 0 {
+			// Closed before a complete head: nginx's "upstream prematurely
+			// closed connection while reading response header", a 502.
+			return false, handshake.ErrBackendBadResponse
+		}
+		ex.ans.b = ex.ans.b[:len(ex.ans.b)+n]
+		t.active = l.now
+	}
+	l.requeue(i, t)
+	return false, nil
+}
+
+// interim moves a 1xx head of end bytes from the answer buffer to the
+// client's side and resets the scanner for the next head.
+func (l *loop) interim(t *tunnel, end int) {
+	ex := t.ex
+	c := getChunk(end)
+	c.b = append(c.b, ex.ans.b[:end]...)
+	l.attach(&t.dir[dirDown], c)
+	n := copy(ex.ans.b, ex.ans.b[end:])
+	ex.ans.b = ex.ans.b[:n]
+	ex.scan.Reset()
+}
+
+func (l *loop) answerTimedOut(i int32, t *tunnel) {
+	if int32(l.now-(t.active+l.srv.answerTicks)) < 0 {
+		l.wheel.arm(i, t.active+l.srv.answerTicks)
+		return
+	}
+	l.closeBackend(t)
+	t.lease.Failed(balance.FailTimeout)
+	t.leased = false
+	l.srv.c.dialFailures[balance.FailTimeout].Add(1)
+	l.answer(i, t, handshake.ErrGatewayTimeout)
+}
+
+// badAnswer answers 502 for a backend whose answer could not be used.
+func (l *loop) badAnswer(i int32, t *tunnel, err error) {
+	l.closeBackend(t)
+	t.lease.Failed(balance.FailResponse)
+	t.leased = false
+	l.srv.c.dialFailures[balance.FailResponse].Add(1)
+	l.answer(i, t, asReject(err))
+}
+
+// failed handles a syscall error on one side during the exchange.
+func (l *loop) failed(i int32, t *tunnel, side int, err error) {
+	if side == sideBackend {
+		l.badAnswer(i, t, handshake.ErrBackendBadResponse)
+		return
+	}
+	l.finish(i, causeClientGone)
+}
+
+// answer sends the client one of wsgate's own error responses and lingers.
+func (l *loop) answer(i int32, t *tunnel, r *handshake.Reject) {
+	l.closeBackend(t)
+	if t.leased {
+		t.lease.Done()
+		t.leased = false
+	}
+	l.srv.c.reject(r)
+	if t.ex != nil {
+		l.srv.c.observeHandshake(t.ex.accepted)
+	}
+	for d := range t.dir {
+		dr := &t.dir[d]
+		if dr.chunk != nil {
+			l.unpark(dr)
+		}
+		l.dropPipe(dr)
+	}
+	c := getChunk(512)
+	c.b = handshake.AppendReject(c.b, r)
+	l.attach(&t.dir[dirDown], c)
+	t.status = uint16(r.Status)
+	l.linger(i, t, causeRejected)
+}
+
+func asReject(err error) *handshake.Reject {
+	if r, ok := err.(*handshake.Reject); ok {
+		return r
+	}
+	return handshake.ErrBackendBadResponse
+}
+
+// flush writes direction d's chunk to its destination as far as it goes.
+func (l *loop) flush(t *tunnel, d int) (int, error) {
+	dr := &t.dir[d]
+	dst := 1 - d
+	for dr.chunk != nil && t.io[dst]&canWrite != 0 {
+		n, err := unix.Write(int(t.fd[dst]), dr.chunk.pending())
+		if err != nil {
+			if err == unix.EAGAIN {
+				t.io[dst] &^= canWrite
+				return -1, nil
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			return dst, err
+		}
+		l.moved(t, d, n)
+		dr.chunk.off += n
+		if dr.chunk.off == len(dr.chunk.b) {
+			l.unpark(dr)
+		} else {
+			t.io[dst] &^= canWrite
+		}
+	}
+	return -1, nil
+}

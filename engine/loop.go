@@ -1,0 +1,322 @@
+package engine
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/balance"
+)
+
+// loop is one splice loop: a goroutine locked to its thread around
+// epoll_wait on its own epoll fd, edge-triggered. It owns every tunnel
+// handed to it — their sockets, pipes, chunks and timers — so nothing in a
+// tunnel is shared and nothing on the hot path takes a lock. Other
+// goroutines talk to a loop only through its inbox.
+type loop struct {
+	id   int
+	srv  *Server
+	epfd int
+	wake int // eventfd: a write wakes epoll_wait for the inbox
+
+	mu     sync.Mutex
+	inbox  []func(*loop)
+	woken  atomic.Bool // a wake is pending: later senders skip the write
+	closed bool        // under mu: the loop no longer takes work
+
+	events []unix.EpollEvent
+	tabs   slab
+	wheel  wheel
+	ready  []int32 // tunnels with work left after their per-readiness budget
+	buf    []byte  // the loop's one copy buffer
+	pipes  pipePool
+	parked int                        // bytes in chunks of this loop's directions
+	waits  []int32                    // directions waiting for a pipe or park room, FIFO
+	lists  map[*balance.Backend]int32 // backend → head of its tunnel list in this loop
+	key    [16]byte                   // scratch for a hash key
+
+	start time.Time
+	now   uint32 // ticks since start
+	c     *loopCounters
+
+	done chan struct{}
+}
+
+const (
+	tick        = 100 * time.Millisecond
+	copyBufSize = 64 << 10 // one read; filling it switches splice-auto to splice
+	maxOps      = 8        // syscall rounds per direction per readiness, for fairness
+	genMask     = 1<<31 - 1
+	wakeIndex   = -1
+)
+
+func newLoop(id int, srv *Server) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeIndex}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
+	l := &loop{
+		id:     id,
+		srv:    srv,
+		epfd:   epfd,
+		wake:   wake,
+		events: make([]unix.EpollEvent, 256),
+		buf:    make([]byte, copyBufSize),
+		lists:  make(map[*balance.Backend]int32),
+		start:  time.Now(),
+		c:      &loopCounters{},
+		done:   make(chan struct{}),
+	}
+	l.pipes.max = srv.pipesPerLoop
+	l.tabs.init()
+	l.wheel.init(&l.tabs, 0)
+	return l, nil
+}
+
+// post runs f on the loop's goroutine. It reports false when the loop has
+// stopped, in which case f never runs and the caller still owns what it
+// meant to hand over.
+func (l *loop) post(f func(*loop)) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.inbox = append(l.inbox, f)
+	l.mu.Unlock()
+	if !l.woken.Swap(true) {
+		var one = [8]byte{1}
+		unix.Write(l.wake, one[:])
+	}
+	return true
+}
+
+func (l *loop) clock() uint32 { return uint32(time.Since(l.start) / tick) }
+
+func (l *loop) run() {
+	runtime.LockOSThread()
+	defer close(l.done)
+	for {
+		timeout := int(tick / time.Millisecond)
+		if len(l.ready) > 0 {
+			timeout = 0
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			l.srv.log.Error("epoll_wait failed; loop stops", "loop", l.id, "err", err)
+			l.shutdown()
+			return
+		}
+		l.now = l.clock()
+		for k := 0; k < n; k++ {
+			ev := &l.events[k]
+			if ev.Fd == wakeIndex {
+				if l.drainInbox() {
+					return
+				}
+				continue
+			}
+			l.event(ev)
+		}
+		if n == len(l.events) && len(l.events) < 4096 {
+			l.events = make([]unix.EpollEvent, 2*len(l.events))
+		}
+		l.runReady()
+		if l.now != l.wheel.now {
+			l.wheel.advance(l.now, l.timeout)
+		}
+	}
+}
+
+// drainInbox runs what other goroutines posted. It reports true when one of
+// them stopped the loop.
+func (l *loop) drainInbox() bool {
+	var b [8]byte
+	unix.Read(l.wake, b[:])
+	l.woken.Store(false)
+	l.mu.Lock()
+	work := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, f := range work {
+		f(l)
+	}
+	l.mu.Lock()
+	stop := l.closed
+	l.mu.Unlock()
+	return stop
+}
+
+// stop makes the loop close every tunnel it holds and exit; it returns when
+// the loop has.
+func (l *loop) stop() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		<-l.done
+		return
+	}
+	l.inbox = append(l.inbox, func(l *loop) { l.shutdown() })
+	l.closed = true
+	l.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(l.wake, one[:])
+	<-l.done
+}
+
+// shutdown closes every tunnel, the pipes and the epoll fd. Work posted
+// after stop was called never runs: its senders saw post fail.
+func (l *loop) shutdown() {
+	l.mu.Lock()
+	l.closed = true
+	work := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, f := range work {
+		f(l) // hand-offs queued before the stop: they close what they bring
+	}
+	for p := range l.tabs.pages {
+		for j := range l.tabs.pages[p] {
+			i := int32(p*slabPage + j)
+			if l.tabs.at(i).state != stFree {
+				l.finish(i, causeShutdown)
+			}
+		}
+	}
+	l.pipes.close()
+	unix.Close(l.wake)
+	unix.Close(l.epfd)
+}
+
+// watch registers one side of tunnel i with the loop's epoll,
+// edge-triggered, for both readiness kinds at once: registering once costs
+// no epoll_ctl per transfer. The event carries the tunnel index, its
+// generation and the side, so a stale event for a reused fd is dropped.
+func (l *loop) watch(i int32, side int, fd int) error {
+	t := l.tabs.at(i)
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd:     i,
+		Pad:    int32((t.gen&genMask)<<1 | uint32(side)),
+	}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// rewatch re-registers the client side after the generation changed (a
+// new backend socket replaced a failed one).
+func (l *loop) rewatch(i int32, side int) error {
+	t := l.tabs.at(i)
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd:     i,
+		Pad:    int32((t.gen&genMask)<<1 | uint32(side)),
+	}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(t.fd[side]), &ev)
+}
+
+func (l *loop) event(ev *unix.EpollEvent) {
+	i := ev.Fd
+	side := int(ev.Pad & 1)
+	t := l.tabs.at(i)
+	if t.state == stFree || t.gen&genMask != uint32(ev.Pad)>>1 {
+		return // the tunnel closed, or its backend socket changed, after this event was queued
+	}
+	e := ev.Events
+	if e&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		t.io[side] |= canRead
+	}
+	if e&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		t.io[side] |= canWrite
+	}
+	if e&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		t.io[side] |= peerShut
+	}
+	l.step(i, t)
+}
+
+// step advances tunnel i as far as its sockets allow.
+func (l *loop) step(i int32, t *tunnel) {
+	switch t.state {
+	case stConnecting:
+		l.stepConnect(i, t)
+	case stExchange:
+		l.stepExchange(i, t)
+	case stTunnel:
+		l.stepTunnel(i, t)
+	case stHTTP:
+		l.stepHTTP(i, t)
+	case stLinger:
+		l.stepLinger(i, t)
+	}
+}
+
+// requeue puts tunnel i on the ready queue: it spent its budget with work
+// left, and edge-triggered epoll will not report that work again.
+func (l *loop) requeue(i int32, t *tunnel) {
+	if !t.queued {
+		t.queued = true
+		l.ready = append(l.ready, i)
+	}
+}
+
+func (l *loop) runReady() {
+	for len(l.ready) > 0 {
+		batch := l.ready
+		l.ready = nil
+		for _, i := range batch {
+			t := l.tabs.at(i)
+			if !t.queued {
+				continue // freed (and maybe reused) since it was queued
+			}
+			t.queued = false
+			l.step(i, t)
+		}
+		if len(l.ready) > 0 {
+			// More work than one pass: give epoll a turn first (the
+			// caller polls with a zero timeout while ready is non-empty).
+			return
+		}
+	}
+}
+
+// timeout is the wheel's callback: tunnel i's due tick has come.
+func (l *loop) timeout(i int32) {
+	t := l.tabs.at(i)
+	switch t.state {
+	case stConnecting:
+		l.connectTimedOut(i, t)
+	case stExchange:
+		l.answerTimedOut(i, t)
+	case stTunnel, stHTTP:
+		l.idleCheck(i, t)
+	case stLinger:
+		l.finish(i, t.cause)
+	}
+}
+
+// ticks converts a duration to wheel ticks, rounding up so a timeout never
+// fires early.
+func ticks(d time.Duration) uint32 {
+	return uint32((d + tick - 1) / tick)
+}
+
+// hashKey is the key the hash policy hashes: the client's address.
+func (l *loop) hashKey(ex *exchange) []byte {
+	l.key = ex.peer.Addr().As16()
+	return l.key[:]
+}

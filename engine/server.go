@@ -1,0 +1,528 @@
+// Package engine is wsgate's data path: it accepts clients with netpoll,
+// reads and checks their heads (package handshake), picks and dials a
+// backend (package balance), and then moves the bytes of each upgraded
+// tunnel in its own edge-triggered epoll loops with splice(2) and pooled
+// pipes, so that an idle tunnel costs a small struct and nothing else: no
+// goroutine, no buffer, no pipe.
+//
+// See DESIGN.md, "Data path" and "Tunnel phase", for the reasoning and the
+// measurements behind each choice.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/balance"
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/handshake"
+)
+
+// Mode chooses how tunnel bytes move.
+type Mode uint8
+
+const (
+	// ModeAuto copies through the loop's buffer (cheapest for small
+	// messages: one read, one write) and splices the rest of a burst once a
+	// read fills the buffer (cheapest for bulk). The prototype measured
+	// both halves (DESIGN.md).
+	ModeAuto Mode = iota
+	// ModeCopy never splices (TLS will need it; benchmarks compare it).
+	ModeCopy
+	// ModeSplice always splices (benchmarks compare it).
+	ModeSplice
+)
+
+var modeNames = [...]string{"auto", "copy", "splice"}
+
+func (m Mode) String() string { return modeNames[m] }
+
+// ParseMode reads "auto", "copy" or "splice".
+func ParseMode(s string) (Mode, error) {
+	for i, n := range modeNames {
+		if s == n {
+			return Mode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("mode %q: want auto, copy or splice", s)
+}
+
+// Config is what a Server needs. Zero durations and sizes take the
+// defaults in package config.
+type Config struct {
+	// Listen is the addresses to accept clients on (host:port).
+	Listen []string
+	// ReusePort opens this many sockets per address with SO_REUSEPORT,
+	// each with its own accept queue (0 or 1: one socket).
+	ReusePort int
+
+	// Pool is the backends every request goes to.
+	Pool *balance.Pool
+
+	Mode  Mode
+	Loops int // splice loops; 0 = GOMAXPROCS
+
+	HeaderTimeout  time.Duration
+	ConnectTimeout time.Duration
+	AnswerTimeout  time.Duration
+	// IdleTimeout closes a tunnel with no bytes either way for this long;
+	// 0 takes the default, a negative value disables it.
+	IdleTimeout   time.Duration
+	LingerTimeout time.Duration
+	Tries         int // backends tried per request, 1..8
+
+	MaxPipes       int // 0 = sized from RLIMIT_NOFILE
+	ParkBytes      int // per loop
+	EarlyDataBytes int
+	Limits         handshake.Limits
+
+	Host           handshake.HostMode
+	HostLiteral    string
+	TrustedProxies []netip.Prefix // peers whose X-Forwarded-* are kept
+	Forwarded      bool           // also send RFC 7239 Forwarded
+
+	// SourceAddrs, when set, are the local addresses backend connections
+	// bind to, in turn, so that one node can hold more than ~64k tunnels
+	// to one backend address.
+	SourceAddrs []netip.Addr
+
+	Logger    *slog.Logger // nil: discard
+	AccessLog *slog.Logger // nil: no access log
+}
+
+// Route is where a request goes and how its head is rewritten.
+type Route struct {
+	Pool    *balance.Pool
+	rewrite handshake.RewriteOptions
+}
+
+// target returns the request target the backend receives; nil keeps the
+// client's.
+func (r *Route) target(req *handshake.Request) []byte { return nil }
+
+// Server is one wsgate engine: its listeners, loops and counters. Several
+// can run side by side in one process (tests do).
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	accessLog *slog.Logger
+	route     *Route
+	c         *serverCounters
+	heads     headWatch
+
+	loops     []*loop
+	next      atomic.Uint32
+	listeners []*listener
+
+	limits        handshake.Limits
+	earlyData     int
+	mode          Mode
+	tries         int
+	parkLimit     int
+	pipesPerLoop  int
+	headerTimeout time.Duration
+	connectTicks  uint32
+	answerTicks   uint32
+	idleTicks     uint32
+	lingerTicks   uint32
+	trustedNets   []netip.Prefix
+	sources       []netip.Addr
+	sourceNext    atomic.Uint32
+
+	addrs sync.Map // backend address → resolved
+
+	mu      sync.Mutex
+	started bool
+	paused  bool
+	closed  bool
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+var netpollOnce sync.Once
+
+// configureNetpoll sets netpoll's process-wide knobs once: a small first
+// read buffer, since a head is usually under 1 KiB and netpoll's default
+// 8 KiB per connection would dominate a burst of handshakes (DESIGN.md,
+// netpoll notes), and its log into ours.
+func configureNetpoll(log *slog.Logger) {
+	netpollOnce.Do(func() {
+		netpoll.LinkBufferCap = 1 << 10
+		netpoll.Configure(netpoll.Config{
+			BufferSize:   1 << 10,
+			LoggerOutput: slogWriter{log},
+		})
+	})
+}
+
+// slogWriter passes netpoll's log lines to slog at debug level: wsgate
+// counts and logs the conditions that matter (EMFILE) itself.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Debug("netpoll", "msg", string(p))
+	return len(p), nil
+}
+
+// New checks cfg and returns a Server ready to Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("engine: Config.Pool is nil")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("engine: no listen address")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.HeaderTimeout, config.DefaultHeaderTimeout)
+	def(&cfg.ConnectTimeout, config.DefaultConnectTimeout)
+	def(&cfg.AnswerTimeout, config.DefaultAnswerTimeout)
+	def(&cfg.IdleTimeout, config.DefaultIdleTimeout)
+	def(&cfg.LingerTimeout, config.DefaultLingerTimeout)
+	if cfg.Tries == 0 {
+		cfg.Tries = config.DefaultTries
+	}
+	if cfg.Tries < 1 || cfg.Tries > maxTries {
+		return nil, fmt.Errorf("engine: tries %d: must be 1..%d", cfg.Tries, maxTries)
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	if cfg.ParkBytes == 0 {
+		cfg.ParkBytes = config.DefaultParkBytes
+	}
+	if cfg.EarlyDataBytes == 0 {
+		cfg.EarlyDataBytes = config.DefaultEarlyDataBytes
+	}
+	if cfg.Limits.MaxHeadBytes == 0 {
+		cfg.Limits.MaxHeadBytes = config.DefaultMaxHeadBytes
+	}
+	if cfg.MaxPipes == 0 {
+		cfg.MaxPipes = pipeBudget()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{
+		cfg:           cfg,
+		log:           log,
+		accessLog:     cfg.AccessLog,
+		c:             newServerCounters(),
+		limits:        cfg.Limits,
+		earlyData:     cfg.EarlyDataBytes,
+		mode:          cfg.Mode,
+		tries:         cfg.Tries,
+		parkLimit:     cfg.ParkBytes,
+		pipesPerLoop:  max(1, cfg.MaxPipes/cfg.Loops),
+		headerTimeout: cfg.HeaderTimeout,
+		connectTicks:  ticks(cfg.ConnectTimeout),
+		answerTicks:   ticks(cfg.AnswerTimeout),
+		lingerTicks:   ticks(cfg.LingerTimeout),
+		trustedNets:   cfg.TrustedProxies,
+		sources:       cfg.SourceAddrs,
+		quit:          make(chan struct{}),
+	}
+	if cfg.IdleTimeout > 0 {
+		s.idleTicks = ticks(cfg.IdleTimeout)
+	}
+	s.route = &Route{
+		Pool: cfg.Pool,
+		rewrite: handshake.RewriteOptions{
+			HostMode:    cfg.Host,
+			HostLiteral: cfg.HostLiteral,
+			Forwarded:   cfg.Forwarded,
+		},
+	}
+	return s, nil
+}
+
+// pipeBudget sizes the pipe pool from the fd limit: each tunnel needs 2
+// fds and each pipe 2, and pipes are only lent during bursts, so an eighth
+// of the limit (at most 1,024 pipes) leaves the rest to tunnels.
+func pipeBudget() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 64
+	}
+	return int(min(max(rl.Cur/16, 8), 1024))
+}
+
+// Start opens the listeners and starts the loops. It fails without side
+// effects when a listener cannot be opened.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("engine: already started")
+	}
+	configureNetpoll(s.log)
+	n := max(1, s.cfg.ReusePort)
+	for _, addr := range s.cfg.Listen {
+		for k := 0; k < n; k++ {
+			fd, a, err := listen(addr, n > 1)
+			if err != nil {
+				s.closeListeners()
+				return err
+			}
+			s.listeners = append(s.listeners, &listener{srv: s, fd: fd, addr: a, name: addr})
+		}
+	}
+	for id := 0; id < s.cfg.Loops; id++ {
+		l, err := newLoop(id, s)
+		if err != nil {
+			for _, l := range s.loops {
+				l.shutdown()
+			}
+			s.loops = nil
+			s.closeListeners()
+			return fmt.Errorf("engine: start loop: %w", err)
+		}
+		s.loops = append(s.loops, l)
+	}
+	s.cfg.Pool.OnDrainDeadline(s.drainBackend)
+	for _, l := range s.loops {
+		go l.run()
+	}
+	s.wg.Add(1)
+	go s.watchHeads()
+	for _, ln := range s.listeners {
+		if err := ln.serve(); err != nil {
+			s.mu.Unlock()
+			s.Close()
+			s.mu.Lock()
+			return err
+		}
+	}
+	s.started = true
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.listeners = nil
+}
+
+// Addrs returns the listeners' addresses (with the ports chosen for ":0").
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, 0, len(s.listeners))
+	for _, ln := range s.listeners {
+		out = append(out, ln.addr)
+	}
+	return out
+}
+
+// Close stops accepting and closes every connection at once. Shutdown is
+// the graceful way.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	lns := s.listeners
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.stop(false)
+	}
+	close(s.quit)
+	s.wg.Wait()
+	for _, l := range s.loops {
+		l.stop()
+	}
+	return nil
+}
+
+// Pause stops accepting: new connections are refused, the sockets stay
+// bound so that Resume can accept again. Tunnels are untouched.
+func (s *Server) Pause() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.paused {
+		return nil
+	}
+	s.paused = true
+	var first error
+	for _, ln := range s.listeners {
+		if err := ln.stop(true); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Resume accepts again after Pause.
+func (s *Server) Resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.paused {
+		return nil
+	}
+	s.paused = false
+	for _, ln := range s.listeners {
+		if err := ln.resume(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Paused reports whether accepting is paused.
+func (s *Server) Paused() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.paused
+}
+
+// DrainAll schedules every tunnel to close, spread evenly over spread from
+// now (node drain at its deadline, graceful stop).
+func (s *Server) DrainAll(spread time.Duration) {
+	for _, l := range s.loops {
+		l.post(func(l *loop) { l.scheduleAllCloses(spread) })
+	}
+}
+
+// drainBackend is the pool's DrainFunc: b's deadline passed; close its
+// tunnels spread over the window. Each loop spreads its own share evenly,
+// so the union is even too.
+func (s *Server) drainBackend(b *balance.Backend, spread time.Duration) {
+	for _, l := range s.loops {
+		l.post(func(l *loop) { l.scheduleBackendCloses(b, spread) })
+	}
+}
+
+// Shutdown stops accepting and waits until every tunnel has ended or ctx
+// is done; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.Pause()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := s.Stats()
+		if st.TunnelsActive == 0 && st.HeadsPending == 0 && s.held() == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return s.Close()
+}
+
+// held counts the connections the loops hold in any state.
+func (s *Server) held() int {
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for _, l := range s.loops {
+		wg.Add(1)
+		if !l.post(func(l *loop) { n.Add(int64(l.tabs.used)); wg.Done() }) {
+			wg.Done()
+		}
+	}
+	wg.Wait()
+	return int(n.Load())
+}
+
+func (s *Server) nextLoop() *loop {
+	return s.loops[int(s.next.Add(1))%len(s.loops)]
+}
+
+// resolve returns the socket address of a backend, resolved once and
+// cached (a hostname is looked up on first use only; reload re-resolves).
+type resolved struct {
+	sa     unix.Sockaddr
+	family int
+}
+
+func (s *Server) resolve(addr string) (unix.Sockaddr, int, error) {
+	if v, ok := s.addrs.Load(addr); ok {
+		r := v.(resolved)
+		return r.sa, r.family, nil
+	}
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	ap := ta.AddrPort()
+	r := resolved{sa: sockaddr(ap), family: unix.AF_INET6}
+	if ap.Addr().Unmap().Is4() {
+		r.family = unix.AF_INET
+	}
+	s.addrs.Store(addr, r)
+	return r.sa, r.family, nil
+}
+
+// sourceAddr returns the next source address of the family to bind a
+// backend connection to, or nil.
+func (s *Server) sourceAddr(family int) unix.Sockaddr {
+	if len(s.sources) == 0 {
+		return nil
+	}
+	for range s.sources {
+		a := s.sources[int(s.sourceNext.Add(1))%len(s.sources)]
+		if a.Is4() == (family == unix.AF_INET) {
+			return sockaddr(netip.AddrPortFrom(a, 0))
+		}
+	}
+	return nil
+}
+
+// trusted reports whether the immediate peer may set X-Forwarded-* for us.
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.trustedNets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// fdLimit counts and logs running out of file descriptors. Logged at most
+// once a second: at the limit it happens on every accept.
+func (s *Server) fdLimit(err error, where string) {
+	if err != unix.EMFILE && err != unix.ENFILE {
+		return
+	}
+	n := s.c.fdLimit.Add(1)
+	now := time.Now().Unix()
+	if last := lastFDLog.Load(); last != now && lastFDLog.CompareAndSwap(last, now) {
+		s.log.Warn("out of file descriptors: backing off", "where", where, "err", err, "count", n)
+	}
+}
+
+var lastFDLog atomic.Int64
+
+func closeFD(fd int) { unix.Close(fd) }
+
+var (
+	requestPool  = sync.Pool{New: func() any { return new(handshake.Request) }}
+	responsePool = sync.Pool{New: func() any { return new(handshake.Response) }}
+)
+
+func getRequest() *handshake.Request    { return requestPool.Get().(*handshake.Request) }
+func putRequest(r *handshake.Request)   { requestPool.Put(r) }
+func getResponse() *handshake.Response  { return responsePool.Get().(*handshake.Response) }
+func putResponse(r *handshake.Response) { responsePool.Put(r) }
