@@ -21,8 +21,9 @@ var chunkClasses = [...]int{1 << 10, 4 << 10, 16 << 10, 64 << 10, 128 << 10}
 
 var chunkPools [len(chunkClasses)]sync.Pool
 
-// getChunk returns an empty chunk with capacity of at least n bytes, or nil
-// when n is larger than the largest class (callers bound what they hold).
+// getChunk returns an empty chunk with capacity of at least n bytes. Past
+// the largest class it allocates one of exactly n, which putChunk drops:
+// only a plain request's body prefix gets there.
 func getChunk(n int) *chunk {
 	for i, size := range chunkClasses {
 		if n <= size {
@@ -32,7 +33,7 @@ func getChunk(n int) *chunk {
 			return &chunk{b: make([]byte, 0, size)}
 		}
 	}
-	return nil
+	return &chunk{b: make([]byte, 0, n)}
 }
 
 // putChunk returns c to its pool; a nil c is ignored.
@@ -50,17 +51,13 @@ func putChunk(c *chunk) {
 }
 
 // growChunk returns a chunk holding c's bytes with room for at least extra
-// more, moving to a larger class when needed; nil when that would pass the
-// largest class.
+// more, moving to a larger class when needed.
 func growChunk(c *chunk, extra int) *chunk {
 	need := len(c.b) + extra
 	if need <= cap(c.b) {
 		return c
 	}
 	bigger := getChunk(need)
-	if bigger == nil {
-		return nil
-	}
 	bigger.b = append(bigger.b, c.b...)
 	bigger.off = c.off
 	putChunk(c)

@@ -3,6 +3,10 @@ package engine
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"fmt"
+	"strings"
 	"log/slog"
 	"net"
 	"os"
@@ -107,4 +111,136 @@ func echoOnce(t testing.TB, c net.Conn, br *bufio.Reader, msg []byte) {
 		t.Fatalf("echo: got %d bytes %q…, want %d bytes", len(got), got[:min(len(got), 32)], len(msg))
 	}
 	c.SetDeadline(time.Time{})
+}
+
+// rawBackend is a TCP server that answers any upgrade head with a valid
+// 101 and then runs fn on the connection: for tests that need a backend
+// to misbehave or to half-close at a given moment.
+type rawBackend struct {
+	ln    net.Listener
+	heads chan string
+}
+
+func startRawBackend(t testing.TB, answer bool, fn func(c net.Conn, br *bufio.Reader)) *rawBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := &rawBackend{ln: ln, heads: make(chan string, 100)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				head, err := readHead(br)
+				if err != nil {
+					return
+				}
+				select {
+				case rb.heads <- head:
+				default:
+				}
+				if answer {
+					if _, err := c.Write([]byte(switchHead(head))); err != nil {
+						return
+					}
+				}
+				if fn != nil {
+					fn(c, br)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return rb
+}
+
+func (rb *rawBackend) Addr() string { return rb.ln.Addr().String() }
+
+// readHead reads an HTTP head up to its blank line.
+func readHead(br *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return b.String(), err
+		}
+		b.WriteString(line)
+		if line == "\r\n" {
+			return b.String(), nil
+		}
+	}
+}
+
+// switchHead is the 101 a server sends for a WebSocket request head.
+func switchHead(reqHead string) string {
+	key := ""
+	for _, line := range strings.Split(reqHead, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
+			key = strings.TrimSpace(v)
+		}
+	}
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
+}
+
+// upgradeHead is a minimal valid WebSocket upgrade request.
+func upgradeHead(host, path string, extra ...string) string {
+	h := "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	for _, e := range extra {
+		h += e + "\r\n"
+	}
+	return h + "\r\n"
+}
+
+// rawUpgrade opens a TCP connection to addr, sends head (plus extra bytes
+// in the same write) and returns the connection and the answer head.
+func rawUpgrade(t testing.TB, addr, head string, extra []byte) (*net.TCPConn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(append([]byte(head), extra...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	ans, err := readHead(br)
+	if err != nil {
+		t.Fatalf("reading answer: %v (got %q)", err, ans)
+	}
+	return c.(*net.TCPConn), br, ans
+}
+
+// statusOf returns the status code of an answer head.
+func statusOf(head string) int {
+	var code int
+	fmt.Sscanf(head, "HTTP/1.1 %d", &code)
+	return code
+}
+
+// refusedAddr returns a loopback address nothing listens on.
+func refusedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

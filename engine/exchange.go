@@ -230,14 +230,8 @@ func (l *loop) connected(i int32, t *tunnel) {
 			return
 		}
 		if n > 0 {
-			if c2 := growChunk(c, n); c2 != nil {
-				c = c2
-				c.b = append(c.b, early[:n]...)
-			} else {
-				putChunk(c)
-				l.finish(i, causeInternal)
-				return
-			}
+			c = growChunk(c, n)
+			c.b = append(c.b, early[:n]...)
 		}
 		// What follows the body is a pipelined request; wsgate answers
 		// with Connection: close, so it is dropped, never forwarded.
@@ -357,11 +351,10 @@ func (l *loop) readAnswer(i int32, t *tunnel) (bool, error) {
 			return false, nil
 		}
 		if len(ex.ans.b) == cap(ex.ans.b) {
-			c := growChunk(ex.ans, 4<<10)
-			if c == nil {
+			if len(ex.ans.b) >= limit+(4<<10) {
 				return false, handshake.ErrBackendBadResponse
 			}
-			ex.ans = c
+			ex.ans = growChunk(ex.ans, 4<<10)
 		}
 		n, err := unix.Read(fd, ex.ans.b[len(ex.ans.b):cap(ex.ans.b)])
 		if err != nil {

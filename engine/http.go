@@ -83,17 +83,10 @@ func (l *loop) forwardAnswer(i int32, t *tunnel) {
 		return
 	}
 	c := getChunk(ex.ansLen + 64 + m)
-	if c == nil {
-		c = &chunk{b: make([]byte, 0, ex.ansLen+64+m)}
-	}
 	c.b = handshake.AppendResponseClose(c.b, resp)
 	if m > 0 {
-		if g := growChunk(c, m); g != nil {
-			c = g
-			c.b = append(c.b, rest[:m]...)
-		} else {
-			c.b = append(c.b, rest[:m]...) // an unpooled size; dropped when written
-		}
+		c = growChunk(c, m)
+		c.b = append(c.b, rest[:m]...)
 	}
 	l.attach(&t.dir[dirDown], c)
 	putChunk(ex.ans)

@@ -216,13 +216,7 @@ func (l *loop) attach(dr *direction, c *chunk) {
 	}
 	l.parked -= cap(dr.chunk.b)
 	grown := growChunk(dr.chunk, len(c.pending()))
-	if grown == nil {
-		// Past the largest class: only reachable with heads far above
-		// any limit; keep the bytes in a chunk of their own size.
-		grown = &chunk{b: append(append([]byte(nil), dr.chunk.pending()...), c.pending()...)}
-	} else {
-		grown.b = append(grown.b, c.pending()...)
-	}
+	grown.b = append(grown.b, c.pending()...)
 	dr.chunk = grown
 	putChunk(c)
 	l.parked += cap(grown.b)

@@ -83,35 +83,14 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 		r.Release()
 		return nil
 	}
-	limit := s.limits.MaxHeadBytes + s.earlyData
 	if ss.head == nil {
 		ss.head = getChunk(n)
-		if ss.head == nil {
-			ss.head = getChunk(limit)
-		}
-	}
-	if len(ss.head.b)+n > limit {
-		r.Skip(n)
-		r.Release()
-		if ss.headLen == 0 {
-			ss.reject(handshake.ErrHeadTooLarge)
-			return nil
-		}
-		// The head was fine but the client keeps sending before any answer:
-		// nothing legitimate does that; do not buffer it.
-		if ss.state.CompareAndSwap(sReading, sGone) {
-			s.heads.remove(ss)
-			conn.Close()
-		}
-		return nil
-	}
-	if c := growChunk(ss.head, n); c != nil {
-		ss.head = c
 	}
 	p, err := r.Next(n)
 	if err != nil {
 		return nil
 	}
+	ss.head = growChunk(ss.head, n)
 	ss.head.b = append(ss.head.b, p...)
 	r.Release()
 	if ss.headLen == 0 {
@@ -200,18 +179,26 @@ func (ss *session) closed(conn netpoll.Connection) error {
 	}
 	ex := ss.ex
 	ss.ex = nil
-	// Bytes netpoll read after our last onRequest are early data.
+	// Bytes netpoll read after our last onRequest follow the head: early
+	// data of an upgrade, or the start of a plain request's body. netpoll
+	// has read them from the socket, so they are kept, all of them.
 	if r := conn.Reader(); r.Len() > 0 && ex.reject == nil {
 		n := r.Len()
-		if p, err := r.Next(n); err == nil && len(ex.head.b)+n <= srv.limits.MaxHeadBytes+srv.earlyData {
-			if c := growChunk(ex.head, n); c != nil {
-				ex.head = c
-				ex.head.b = append(ex.head.b, p...)
-			}
+		if p, err := r.Next(n); err == nil {
+			ex.head = growChunk(ex.head, n)
+			ex.head.b = append(ex.head.b, p...)
 		}
 	}
 	fc, ok := conn.(interface{ Fd() int })
 	if !ok {
+		ex.release()
+		return nil
+	}
+	if ex.upgrade && len(ex.head.b)-ex.headLen > srv.earlyData {
+		// WebSocket clients wait for the 101 before sending frames; one
+		// that sends this much first would make wsgate buffer it all.
+		srv.log.Debug("closing client: early data over the limit", "client", ex.peer, "bytes", len(ex.head.b)-ex.headLen)
+		closeFD(fc.Fd())
 		ex.release()
 		return nil
 	}
