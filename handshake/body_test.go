@@ -54,16 +54,16 @@ func TestBodyTrackerChunked(t *testing.T) {
 		"5 \r\nhello\r\n0\r\n\r\n",
 		"-5\r\n",
 		"0x5\r\n",
-		"00000000000000001\r\n",  // 17 hex digits
-		"4000000000000001\r\n",   // over 2^62
-		"5;a\x00b\r\nhello\r\n",  // control byte in extension
-		"5;a\nb\r\nhello\r\n",    // LF in extension
-		"0\r\nX: 1\n\r\n",        // bare LF in trailer
-		"0\r\n X: 1\r\n\r\n",     // obs-fold in trailer
-		"0\r\nX : 1\r\n\r\n",     // space before colon
-		"0\r\nX\r\n\r\n",         // trailer without colon
-		"0\r\nX: a\x01\r\n\r\n",  // control byte in trailer
-		"0\r\n\r\r",              // bad final CRLF
+		"00000000000000001\r\n", // 17 hex digits
+		"4000000000000001\r\n",  // over 2^62
+		"5;a\x00b\r\nhello\r\n", // control byte in extension
+		"5;a\nb\r\nhello\r\n",   // LF in extension
+		"0\r\nX: 1\n\r\n",       // bare LF in trailer
+		"0\r\n X: 1\r\n\r\n",    // obs-fold in trailer
+		"0\r\nX : 1\r\n\r\n",    // space before colon
+		"0\r\nX\r\n\r\n",        // trailer without colon
+		"0\r\nX: a\x01\r\n\r\n", // control byte in trailer
+		"0\r\n\r\r",             // bad final CRLF
 		"5;" + strings.Repeat("a", MaxChunkLineBytes) + "\r\n",
 		"0\r\nX: " + strings.Repeat("a", MaxTrailerBytes) + "\r\n\r\n",
 	}

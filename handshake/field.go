@@ -54,81 +54,61 @@ var HopByHop = []string{
 }
 
 // classify returns the kind of a header name. Names are compared ASCII
-// case-insensitively (RFC 9110 5.1).
+// case-insensitively (RFC 9110 5.1). The switch on length and first letter
+// leaves at most one candidate to compare, so the names wsgate does not care
+// about (most of them) cost one jump.
 func classify(name []byte) fieldKind {
-	switch len(name) {
-	case 2:
-		if equalFold(name, "te") {
-			return fieldTE
-		}
-	case 4:
-		if equalFold(name, "host") {
-			return fieldHost
-		}
-	case 6:
-		switch {
-		case equalFold(name, "origin"):
-			return fieldOrigin
-		case equalFold(name, "expect"):
-			return fieldExpect
-		}
-	case 7:
-		switch {
-		case equalFold(name, "upgrade"):
-			return fieldUpgrade
-		case equalFold(name, "trailer"):
-			return fieldTrailer
-		}
-	case 9:
-		switch {
-		case equalFold(name, "x-real-ip"):
-			return fieldXRealIP
-		case equalFold(name, "forwarded"):
-			return fieldForwarded
-		}
-	case 10:
-		switch {
-		case equalFold(name, "connection"):
-			return fieldConnection
-		case equalFold(name, "keep-alive"):
-			return fieldKeepAlive
-		}
-	case 14:
-		if equalFold(name, "content-length") {
-			return fieldContentLength
-		}
-	case 15:
-		if equalFold(name, "x-forwarded-for") {
-			return fieldXForwardedFor
-		}
-	case 16:
-		switch {
-		case equalFold(name, "proxy-connection"):
-			return fieldProxyConnection
-		case equalFold(name, "x-forwarded-host"):
-			return fieldXForwardedHost
-		}
-	case 17:
-		switch {
-		case equalFold(name, "transfer-encoding"):
-			return fieldTransferEncoding
-		case equalFold(name, "x-forwarded-proto"):
-			return fieldXForwardedProto
-		case equalFold(name, "sec-websocket-key"):
-			return fieldWSKey
-		}
-	case 20:
-		if equalFold(name, "sec-websocket-accept") {
-			return fieldWSAccept
-		}
-	case 21:
-		if equalFold(name, "sec-websocket-version") {
-			return fieldWSVersion
-		}
-	case 22:
-		if equalFold(name, "sec-websocket-protocol") {
-			return fieldWSProtocol
-		}
+	if len(name) < 2 || len(name) > 22 {
+		return fieldOther
+	}
+	var want string
+	var kind fieldKind
+	switch len(name)<<8 | int(toLower[name[0]]) {
+	case 2<<8 | 't':
+		want, kind = "te", fieldTE
+	case 4<<8 | 'h':
+		want, kind = "host", fieldHost
+	case 6<<8 | 'o':
+		want, kind = "origin", fieldOrigin
+	case 6<<8 | 'e':
+		want, kind = "expect", fieldExpect
+	case 7<<8 | 'u':
+		want, kind = "upgrade", fieldUpgrade
+	case 7<<8 | 't':
+		want, kind = "trailer", fieldTrailer
+	case 9<<8 | 'x':
+		want, kind = "x-real-ip", fieldXRealIP
+	case 9<<8 | 'f':
+		want, kind = "forwarded", fieldForwarded
+	case 10<<8 | 'c':
+		want, kind = "connection", fieldConnection
+	case 10<<8 | 'k':
+		want, kind = "keep-alive", fieldKeepAlive
+	case 14<<8 | 'c':
+		want, kind = "content-length", fieldContentLength
+	case 15<<8 | 'x':
+		want, kind = "x-forwarded-for", fieldXForwardedFor
+	case 16<<8 | 'p':
+		want, kind = "proxy-connection", fieldProxyConnection
+	case 16<<8 | 'x':
+		want, kind = "x-forwarded-host", fieldXForwardedHost
+	case 17<<8 | 't':
+		want, kind = "transfer-encoding", fieldTransferEncoding
+	case 17<<8 | 'x':
+		want, kind = "x-forwarded-proto", fieldXForwardedProto
+	case 17<<8 | 's':
+		want, kind = "sec-websocket-key", fieldWSKey
+	case 20<<8 | 's':
+		want, kind = "sec-websocket-accept", fieldWSAccept
+	case 21<<8 | 's':
+		want, kind = "sec-websocket-version", fieldWSVersion
+	case 22<<8 | 's':
+		want, kind = "sec-websocket-protocol", fieldWSProtocol
+	default:
+		return fieldOther
+	}
+	if equalFold(name, want) {
+		return kind
 	}
 	return fieldOther
 }
@@ -137,23 +117,14 @@ func classify(name []byte) fieldKind {
 // bytes.EqualFold without Unicode: bytes.EqualFold folds "\u212a" (Kelvin
 // sign) to "k", so "chun\u212aed" would equal "chunked" there, while HTTP
 // compares tokens as ASCII (RFC 9110 5.1, 5.6.2) and other parsers would not
-// see "chunked" at all.
+// see "chunked" at all. One table look-up per byte keeps it branch-light:
+// classify runs it on every header name.
 func equalFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
 	for i := 0; i < len(b); i++ {
-		c, d := b[i], s[i]
-		if c == d {
-			continue
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
+		if toLower[b[i]] != toLower[s[i]] {
 			return false
 		}
 	}
@@ -166,48 +137,54 @@ func equalFoldBytes(a, b []byte) bool {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
-		c, d := a[i], b[i]
-		if c == d {
-			continue
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
+		if toLower[a[i]] != toLower[b[i]] {
 			return false
 		}
 	}
 	return true
 }
 
+// toLower maps ASCII upper-case letters to lower case and every other byte
+// to itself.
+var toLower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = byte(c) + 'a' - 'A'
+	}
+	return t
+}()
+
 // isTchar reports whether c is a token character (RFC 9110 5.6.2).
 func isTchar(c byte) bool { return httphead.OctetTypes[c].IsToken() }
 
 // parseFieldLine splits one header line (without its CRLF) into name and
-// value. httphead.ParseHeaderLine finds the colon, checks the name is a
-// token and trims OWS; before it, the checks httphead leaves out: a leading
-// SP/HTAB (obs-fold, which httphead would return as a header of its own), an
-// empty name, and whitespace before the colon (httphead trims the name, so
-// "Host : x" would read as Host).
+// value with httphead.ParseHeaderLine, which finds the colon, checks that
+// the name is a token and trims OWS, and adds the checks it leaves out: a
+// leading SP/HTAB (obs-fold, which httphead would return as a header of its
+// own), an empty name (": v"), and whitespace before the colon (httphead
+// trims the name, so "Host : x" would read as Host).
 func parseFieldLine(line []byte) (name, value []byte, rej *Reject) {
 	if line[0] == ' ' || line[0] == '\t' {
 		return nil, nil, ErrObsFold
 	}
-	colon := bytes.IndexByte(line, ':')
-	switch {
-	case colon < 0:
-		return nil, nil, ErrHeaderNoColon
-	case colon == 0:
-		return nil, nil, ErrBadHeaderName
-	case line[colon-1] == ' ' || line[colon-1] == '\t':
-		return nil, nil, ErrSpaceBeforeColon
-	}
 	name, value, ok := httphead.ParseHeaderLine(line)
-	if !ok {
+	switch {
+	case !ok:
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			return nil, nil, ErrHeaderNoColon
+		}
+		if c := line[colon-1]; c == ' ' || c == '\t' {
+			return nil, nil, ErrSpaceBeforeColon
+		}
 		return nil, nil, ErrBadHeaderName
+	case len(name) == 0:
+		return nil, nil, ErrBadHeaderName
+	case line[len(name)] != ':':
+		// name is line's prefix: what follows it was trimmed whitespace.
+		return nil, nil, ErrSpaceBeforeColon
 	}
 	return name, value, nil
 }

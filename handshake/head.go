@@ -3,6 +3,7 @@ package handshake
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 )
 
 // Limits on a request head. A zero field means its default.
@@ -114,80 +115,63 @@ func (s *HeadScanner) Scan(buf []byte, maxHead int) (end int, err error) {
 	return 0, nil
 }
 
-// Byte classes for checkHead.
-const (
-	clsText = iota // allowed anywhere in a head line
-	clsCR
-	clsLF
-	clsCtl // NUL, other C0 controls except HTAB, and DEL
-)
-
-var byteClass = func() (t [256]uint8) {
-	for c := 0; c < 0x20; c++ {
-		t[c] = clsCtl
-	}
-	t['\t'] = clsText
-	t['\r'] = clsCR
-	t['\n'] = clsLF
-	t[0x7f] = clsCtl
-	return t
-}()
-
 const (
 	lsb = 0x0101010101010101
 	msb = 0x8080808080808080
 )
 
-// checkHead is the single pass over a head's bytes that every parser here
-// starts with, because httphead accepts NUL, CR, LF and control bytes
-// inside lines: it finds the end of the head (the first CRLFCRLF), checks
-// that every CR is followed by LF and every LF preceded by CR, and that no
-// control byte other than HTAB appears. A control byte on the first line is
-// reported as malformedLine. It returns the head length.
+// nextLine returns the head line that starts at b[p:], without its CRLF,
+// and the offset of the next line. It checks what httphead does not (it
+// accepts NUL, CR, LF and control bytes inside lines): the line ends in
+// CRLF (a bare LF is ErrBareLF), holds no other CR (ErrBareCR) and no
+// control byte other than HTAB (reported as ctl). Without an LF in b[p:]
+// the head is incomplete.
 //
-// Eight bytes at a time are tested for "any byte < 0x20 or == 0x7f" with
-// word arithmetic (Hacker's Delight 6-1), since most words of a head hold
-// none; only the others are looked at byte by byte.
-func checkHead(b []byte, malformedLine *Reject) (int, *Reject) {
-	firstLine := true
-	i := 0
+// One pass finds the line end and checks the bytes: eight bytes at a time
+// are tested for "any byte < 0x20 or == 0x7f" with word arithmetic
+// (Hacker's Delight 6-1); the lowest flagged byte is exact, and it is
+// either the CR of the CRLF, an HTAB to step over, or an error.
+func nextLine(b []byte, p int, ctl *Reject) (line []byte, next int, rej *Reject) {
+	i := p
 	for {
 		for i+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[i:])
-			d := x ^ (0x7f * lsb)
-			if ((x-0x20*lsb)&^x|(d-lsb)&^d)&msb != 0 {
+			if m := ctlMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
 				break
 			}
 			i += 8
 		}
-		if i >= len(b) {
-			return 0, ErrIncompleteHead
-		}
-		stop := min(i+8, len(b))
-		for ; i < stop; i++ {
-			switch byteClass[b[i]] {
-			case clsText:
-			case clsCR:
-				if i+1 == len(b) {
-					return 0, ErrIncompleteHead
-				}
-				if b[i+1] != '\n' {
-					return 0, ErrBareCR
-				}
-			case clsLF:
-				if i == 0 || b[i-1] != '\r' {
-					return 0, ErrBareLF
-				}
-				firstLine = false
-				if i >= 3 && b[i-2] == '\n' {
-					return i + 1, nil
-				}
-			default:
-				if firstLine {
-					return 0, malformedLine
-				}
-				return 0, ErrControlByte
+		for ; i < len(b); i++ {
+			if c := b[i]; c < 0x20 || c == 0x7f {
+				break
 			}
 		}
+		if i == len(b) {
+			return nil, 0, ErrIncompleteHead
+		}
+		switch b[i] {
+		case '\t':
+			i++
+			continue
+		case '\r':
+			if i+1 == len(b) {
+				return nil, 0, ErrIncompleteHead
+			}
+			if b[i+1] != '\n' {
+				return nil, 0, ErrBareCR
+			}
+			return b[p:i], i + 2, nil
+		case '\n':
+			return nil, 0, ErrBareLF
+		}
+		return nil, 0, ctl
 	}
+}
+
+// ctlMask has the high bit set in the byte of x (little-endian) of each byte
+// below 0x20 or equal to 0x7f; above the lowest such byte, borrows may set
+// false bits, so only the lowest set bit is to be trusted.
+func ctlMask(x uint64) uint64 {
+	d := x ^ (0x7f * lsb)
+	return ((x-0x20*lsb)&^x | (d-lsb)&^d) & msb
 }

@@ -107,10 +107,12 @@ func (r *Request) Reset() {
 	clear(r.hdrArr[:])
 }
 
-// clear zeroes the parse results, keeping storage. Only entries the last
-// parse used are cleared, not the whole 5 KB.
+// clear zeroes the parse results, keeping storage.
+//
+// The Headers entries past the new parse's count keep pointing into the
+// previous head until Reset; that is the same buffer when the engine
+// reuses one, and clearing 5 KB per parse would cost more than the parse.
 func (r *Request) clear() {
-	clear(r.Headers)
 	clear(r.Connection)
 	hs, ks := r.Headers[:0], r.kinds[:0]
 	if hs == nil {
@@ -155,35 +157,24 @@ func parseRequest(head []byte, req *Request, lim *Limits) *Reject {
 	if len(b) > maxHead {
 		b = b[:maxHead]
 	}
-	n, rej := checkHead(b, ErrMalformedRequestLine)
-	if rej != nil {
-		if rej == ErrIncompleteHead && len(head) > maxHead {
-			return ErrHeadTooLarge
-		}
-		return rej
+	rl, p, rej := nextLine(b, 0, ErrMalformedRequestLine)
+	if rej == nil {
+		rej = req.parseRequestLine(rl, lim)
 	}
-	b = b[:n]
-	eol := bytes.IndexByte(b, '\n')
-	if rej := req.parseRequestLine(b[:eol-1], lim); rej != nil {
-		return rej
-	}
-
 	var c requestCounts
 	var cl, te []byte
 	maxHeaders := lim.maxHeaders()
-	for p := eol + 1; ; {
-		e := p + bytes.IndexByte(b[p:], '\n')
-		line := b[p : e-1]
-		p = e + 1
-		if len(line) == 0 {
+	for rej == nil {
+		var line []byte
+		if line, p, rej = nextLine(b, p, ErrControlByte); rej != nil || len(line) == 0 {
 			break
 		}
 		if len(req.Headers) == maxHeaders {
 			return ErrTooManyHeaders
 		}
-		name, value, rej := parseFieldLine(line)
-		if rej != nil {
-			return rej
+		name, value, frej := parseFieldLine(line)
+		if frej != nil {
+			return frej
 		}
 		k := classify(name)
 		req.Headers = append(req.Headers, Header{Name: name, Value: value})
@@ -236,6 +227,12 @@ func parseRequest(head []byte, req *Request, lim *Limits) *Reject {
 				req.Origin = value
 			}
 		}
+	}
+	if rej != nil {
+		if rej == ErrIncompleteHead && len(head) > maxHead {
+			return ErrHeadTooLarge
+		}
+		return rej
 	}
 
 	http11 := req.Minor >= 1 // HTTP/1.x, x >= 2, is read as 1.1 (RFC 9110 2.5)
@@ -488,6 +485,12 @@ func parseContentLength(v []byte) (int64, bool) {
 
 // addConnection records the options of one Connection line.
 func (req *Request) addConnection(v []byte, c *requestCounts) bool {
+	if equalFold(v, "upgrade") && len(req.Connection) < MaxConnectionTokens {
+		// What browsers send: skip the general list scanner.
+		req.Connection = append(req.Connection, v)
+		c.connUpgrade = true
+		return true
+	}
 	ok := scanTokenList(v, func(tok []byte) bool {
 		if len(req.Connection) == MaxConnectionTokens {
 			c.tooManyConn = true
@@ -548,6 +551,9 @@ func selectUpgrade(v []byte, lim *Limits) []byte {
 	allow := DefaultUpgrades
 	if lim != nil && lim.Upgrades != nil {
 		allow = lim.Upgrades
+	}
+	if len(allow) == 1 && isToken(v) && upgradeMatches(v, allow[0]) {
+		return v // one protocol and one allowed, as is usual
 	}
 	for p := 0; p < len(v); {
 		var e []byte

@@ -74,21 +74,17 @@ func ParseResponse(head []byte, resp *Response) error {
 func parseResponse(head []byte, resp *Response) bool {
 	resp.clear()
 	b := head[:min(len(head), DefaultMaxHeadBytes)]
-	n, rej := checkHead(b, ErrBackendBadResponse)
-	if rej != nil {
-		return false
-	}
-	b = b[:n]
-	eol := bytes.IndexByte(b, '\n')
-	if !resp.parseStatusLine(b[:eol-1]) {
+	sl, p, rej := nextLine(b, 0, ErrBackendBadResponse)
+	if rej != nil || !resp.parseStatusLine(sl) {
 		return false
 	}
 	var cls, te []byte
 	var nCL, nTE int
-	for p := eol + 1; ; {
-		e := p + bytes.IndexByte(b[p:], '\n')
-		line := b[p : e-1]
-		p = e + 1
+	for {
+		var line []byte
+		if line, p, rej = nextLine(b, p, ErrBackendBadResponse); rej != nil {
+			return false
+		}
 		if len(line) == 0 {
 			break
 		}
