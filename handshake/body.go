@@ -141,6 +141,11 @@ func (t *BodyTracker) chunked(p []byte) (int, bool) {
 				if t.digits > maxChunkHexDigits {
 					return i - 1, false
 				}
+				// Check before shifting: "8000000000000000" would
+				// otherwise wrap to a negative size (found by FuzzBodyTracker).
+				if t.remain > maxChunkSize>>4 {
+					return i - 1, false
+				}
 				t.remain = t.remain<<4 | int64(v)
 				if t.remain > maxChunkSize {
 					return i - 1, false

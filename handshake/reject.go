@@ -145,8 +145,11 @@ var (
 
 // Rejections of Connection / Upgrade / WebSocket (RFC 9110 7.6.1, 7.8; RFC 6455 4).
 var (
-	// ErrBadConnection: a Connection value that is not a token list, or
-	// lists more than MaxConnectionTokens options.
+	// ErrBadConnection: a Connection value that is not a token list, lists
+	// more than MaxConnectionTokens options, or names a field that frames or
+	// identifies the request (Host, Content-Length, Transfer-Encoding,
+	// Sec-WebSocket-Key/-Version): proxies that honour the option and
+	// proxies that do not would then read different requests.
 	ErrBadConnection = newReject(400, "bad_connection", "invalid Connection header")
 	// ErrUpgradeWithBody: an honoured upgrade that declares a body. wsgate
 	// holds client bytes after an upgrade head until the backend answers 101,

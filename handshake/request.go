@@ -268,7 +268,9 @@ func parseRequest(head []byte, req *Request, lim *Limits) *Reject {
 		req.Body = BodyLength
 	}
 
-	req.markNamedByConnection()
+	if req.markNamedByConnection() {
+		return ErrBadConnection
+	}
 
 	if req.Upgrade != nil && c.connUpgrade && http11 {
 		req.IsUpgrade = true
@@ -509,20 +511,30 @@ func (req *Request) addConnection(v []byte, c *requestCounts) bool {
 }
 
 // markNamedByConnection marks the headers a Connection option names as
-// hop-by-hop (RFC 9110 7.6.1). "close", "keep-alive" and "upgrade" name
-// nothing the rewrite would keep anyway, so the common requests skip the
-// loop.
-func (req *Request) markNamedByConnection() {
+// hop-by-hop (RFC 9110 7.6.1), and reports whether an option names a field
+// that frames or identifies the request: Host, Content-Length,
+// Transfer-Encoding, Sec-WebSocket-Key or -Version. A proxy that honours
+// such an option drops the field and one that does not keeps it, so the
+// two would read different requests (hop-by-hop header abuse); wsgate
+// refuses the request instead. "close", "keep-alive" and "upgrade" name
+// nothing the rewrite would keep anyway, so common requests skip the loop.
+func (req *Request) markNamedByConnection() (framing bool) {
 	for _, tok := range req.Connection {
 		if equalFold(tok, "close") || equalFold(tok, "keep-alive") || equalFold(tok, "upgrade") {
 			continue
 		}
 		for i := range req.Headers {
-			if equalFoldBytes(req.Headers[i].Name, tok) {
-				req.kinds[i] |= fieldNamedByConnection
+			if !equalFoldBytes(req.Headers[i].Name, tok) {
+				continue
 			}
+			switch req.kinds[i] {
+			case fieldHost, fieldContentLength, fieldTransferEncoding, fieldWSKey, fieldWSVersion:
+				return true
+			}
+			req.kinds[i] |= fieldNamedByConnection
 		}
 	}
+	return false
 }
 
 // trailerNamesFraming reports whether a Trailer header announces
