@@ -70,9 +70,9 @@ func testPool(t testing.TB, cfg Config) (*Pool, *fakeClock) {
 }
 
 func mustPick(t testing.TB, p *Pool, key []byte, exclude ...*Backend) Lease {
-	t.Helper()
 	l, err := p.Pick(key, exclude)
 	if err != nil {
+		t.Helper() // only here: it costs more than the Pick
 		t.Fatalf("Pick: %v", err)
 	}
 	return l

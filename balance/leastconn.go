@@ -12,29 +12,30 @@ import "sync/atomic"
 // (all at 0) still spreads evenly and the scan stays lock-free.
 //
 // Ratios are compared by cross-multiplying scaled integers:
-// (a+1)/w < (A+1)/W ⇔ (a+1)·W < (A+1)·w. With weights ≤ 256×1024 and
-// active counts < 2^31 the products stay below 2^50.
+// (a+1)/w < (A+1)/W ⇔ (a+1)·W < (A+1)·w. With weights ≤ 256×1000 and
+// active counts < 2^31 the products stay below 2^50. The best starts as
+// 1/0, worse than any backend.
 func (s *backendSet) pickLeastConn(next *atomic.Uint64, exclude []*Backend, c *clock) *Backend {
 	list := s.list
-	n := len(list)
-	if n == 0 {
+	if len(list) == 0 {
 		return nil
 	}
-	start := int(next.Add(1) % uint64(n))
+	start := int(uint32(next.Add(1)) % uint32(len(list)))
 	var best *Backend
-	var bestLoad, bestWeight int64
-	for i := range n {
-		j := start + i
-		if j >= n {
-			j -= n
-		}
-		b := list[j]
-		a, w, ok := b.candidate(c)
-		if !ok || (len(exclude) > 0 && excluded(b, exclude)) {
-			continue
-		}
-		if best == nil || (a+1)*bestWeight < bestLoad*w {
-			best, bestLoad, bestWeight = b, a+1, w
+	bestLoad, bestWeight := int64(1), int64(0)
+	// Scan list[start:] then list[:start], without a wrap test per element.
+	for _, part := range [2][]*Backend{list[start:], list[:start]} {
+		for _, b := range part {
+			a, w := b.active.Load(), b.weight.Load()
+			if b.flags.Load() != 0 {
+				var ok bool
+				if a, w, ok = b.candidate(c); !ok {
+					continue
+				}
+			}
+			if (a+1)*bestWeight < bestLoad*w && (len(exclude) == 0 || !excluded(b, exclude)) {
+				best, bestLoad, bestWeight = b, a+1, w
+			}
 		}
 	}
 	return best

@@ -182,6 +182,7 @@ type backendSet struct {
 	list   []*Backend
 	byAddr map[string]*Backend
 	ring   []uint64 // hash policy only; see hash.go
+	rr     []int64  // round_robin only: current weights by list index, guarded by Pool.rr.mu
 }
 
 // NewPool validates cfg, applies defaults and starts active checks if
@@ -305,12 +306,15 @@ func (p *Pool) newSet(list []*Backend) (*backendSet, error) {
 	for _, b := range list {
 		s.byAddr[b.addr] = b
 	}
-	if p.kind == kindHash {
+	switch p.kind {
+	case kindHash:
 		ring, err := buildRing(list)
 		if err != nil {
 			return nil, err
 		}
 		s.ring = ring
+	case kindRoundRobin:
+		s.rr = p.rr.carry(p.set.Load(), list)
 	}
 	return s, nil
 }
@@ -460,7 +464,7 @@ func (p *Pool) Add(bc BackendConfig) error {
 		if d == nil || !d.removing {
 			return fmt.Errorf("backend %q: %w", bc.Addr, ErrDuplicateBackend)
 		}
-		b.maxConns.Store(int64(bc.MaxConns))
+		b.setMaxConns(bc.MaxConns)
 		if err := p.setWeightLocked(b, bc.Weight); err != nil {
 			return err
 		}
@@ -526,7 +530,7 @@ func (p *Pool) SetMaxConns(addr string, n int) error {
 	if err != nil {
 		return err
 	}
-	b.maxConns.Store(int64(n))
+	b.setMaxConns(n)
 	p.notify()
 	return nil
 }

@@ -1,0 +1,56 @@
+package balance
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+	"testing"
+)
+
+// Pick + Done, the cost the engine pays per tunnel. Hash keys cycle through
+// 4096 IPv4 addresses.
+func BenchmarkPickLeastConn(b *testing.B)  { benchPick(b, LeastConn) }
+func BenchmarkPickRoundRobin(b *testing.B) { benchPick(b, RoundRobin) }
+func BenchmarkPickHash(b *testing.B)       { benchPick(b, Hash) }
+
+func benchPick(b *testing.B, pol Policy) {
+	var keys [4096][4]byte
+	for i := range keys {
+		binary.BigEndian.PutUint32(keys[i][:], 0xc0a80000+uint32(i)*2654435761)
+	}
+	for _, n := range []int{2, 16, 256} {
+		p, err := NewPool(Config{Policy: pol, Backends: equal(n)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%d/serial", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				l, err := p.Pick(keys[i&4095][:], nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				l.Done()
+				i++
+			}
+		})
+		b.Run(fmt.Sprintf("%d/parallel", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var seed atomic.Uint32
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seed.Add(1) * 1237)
+				for pb.Next() {
+					l, err := p.Pick(keys[i&4095][:], nil)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					l.Done()
+					i++
+				}
+			})
+		})
+		p.Close()
+	}
+}
