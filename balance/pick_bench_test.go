@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Pick + Done, the cost the engine pays per tunnel. Hash keys cycle through
@@ -52,5 +53,31 @@ func benchPick(b *testing.B, pol Policy) {
 			})
 		})
 		p.Close()
+	}
+}
+
+// Pick, Connected and Done allocate nothing, for every policy, with a key
+// and an exclude list on the caller's stack, with max_conns and slow start
+// in play.
+func TestPickAllocs(t *testing.T) {
+	for _, pol := range []Policy{LeastConn, RoundRobin, Hash} {
+		cfg := Config{Policy: pol, SlowStart: time.Hour, MaxFails: 1, Backends: equal(16)}
+		cfg.Backends[3].MaxConns = 100
+		p, _ := testPool(t, cfg)
+		must(t, p.Add(BackendConfig{Addr: "10.9.9.9:80"}))
+		other := p.Backends()[5]
+		allocs := testing.AllocsPerRun(1000, func() {
+			var key [16]byte
+			key[0] = 7
+			l, err := p.Pick(key[:], []*Backend{other})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Connected()
+			l.Done()
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocs per Pick", pol, allocs)
+		}
 	}
 }

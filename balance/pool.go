@@ -181,8 +181,8 @@ type Pool struct {
 type backendSet struct {
 	list   []*Backend
 	byAddr map[string]*Backend
-	ring   []uint64 // hash policy only; see hash.go
-	rr     []int64  // round_robin only: current weights by list index, guarded by Pool.rr.mu
+	ring   *ring   // hash policy only; see hash.go
+	rr     []int64 // round_robin only: current weights by list index, guarded by Pool.rr.mu
 }
 
 // NewPool validates cfg, applies defaults and starts active checks if
