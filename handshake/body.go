@@ -110,7 +110,10 @@ func (t *BodyTracker) Advance(p []byte) (n int, done bool, err error) {
 //	chunk-ext    = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 //
 // Extensions are not interpreted (nobody uses them) but may only hold
-// visible characters, SP and HTAB. Trailer lines must be "name:value" with a
+// visible characters, SP and HTAB. Whitespace between the size and ';' is
+// refused although RFC 9112 7.1.1 lets a recipient accept it (BWS): Go's
+// net/http and others refuse it, and chunk-line parsing differences are
+// exactly what chunked smuggling variants exploit. Trailer lines must be "name:value" with a
 // token name and field-value bytes, like header lines: a lenient trailer
 // parser is where an LF-only line end would let two parsers disagree on
 // where the body ends. It returns the bytes consumed and false on a syntax
@@ -156,21 +159,11 @@ func (t *BodyTracker) chunked(p []byte) (int, bool) {
 				switch c {
 				case ';':
 					t.state = stExt
-				case ' ', '\t':
-					t.state = stSizeWS
 				case '\r':
 					t.state = stSizeLF
 				default:
 					return i - 1, false
 				}
-			}
-		case stSizeWS:
-			switch c {
-			case ' ', '\t':
-			case ';':
-				t.state = stExt
-			default:
-				return i - 1, false
 			}
 		case stExt:
 			switch {
@@ -237,7 +230,7 @@ func (t *BodyTracker) chunked(p []byte) (int, bool) {
 			return i, true
 		}
 		switch t.state {
-		case stSize, stSizeWS, stExt, stSizeLF:
+		case stSize, stExt, stSizeLF:
 			if t.line++; t.line > MaxChunkLineBytes {
 				return i - 1, false
 			}

@@ -47,7 +47,7 @@ const webSocketVersion = "13"
 // Request is a parsed request head. Its byte slices point into the head
 // passed to ParseRequest, so they are valid only while that buffer is;
 // ParseRequest reuses a Request's storage, so one Request per parsing
-// goroutine is reused without allocation. A Request holds about 5 KB of
+// goroutine is reused without allocation. A Request holds about 6 KB of
 // fixed arrays: pool it rather than keep one per tunnel, and call Reset
 // before pooling so it does not keep a head buffer reachable. Do not copy a
 // Request (Headers points into its own array).
@@ -73,6 +73,8 @@ type Request struct {
 	// IsUpgrade: HTTP/1.1, Connection lists "upgrade", and Upgrade names an
 	// allowed protocol (for websocket: method GET too). Otherwise the
 	// request is forwarded as a plain one and its Upgrade header dropped.
+	// An upgrade never has a body: Body is BodyNone (a declared body is
+	// refused with ErrUpgradeWithBody).
 	IsUpgrade bool
 	// IsWebSocket: IsUpgrade to "websocket", with a valid Sec-WebSocket-Key
 	// and Sec-WebSocket-Version 13 (checked by ParseRequest).
@@ -103,8 +105,8 @@ type Request struct {
 
 // Reset drops every reference the Request holds into a head buffer.
 func (r *Request) Reset() {
+	clear(r.Headers[:cap(r.Headers)]) // hdrArr, or the heap slice it grew into
 	r.clear()
-	clear(r.hdrArr[:])
 }
 
 // clear zeroes the parse results, keeping storage.
@@ -286,6 +288,9 @@ func parseRequest(head []byte, req *Request, lim *Limits) *Reject {
 	if req.Body == BodyChunked || req.ContentLength > 0 {
 		return ErrUpgradeWithBody
 	}
+	// "Content-Length: 0" is no body: an upgrade always has Body ==
+	// BodyNone, so the engine never has a body to hold back.
+	req.Body = BodyNone
 	if req.IsWebSocket {
 		if c.key != 1 || !validWebSocketKey(req.WSKey) {
 			return ErrBadWebSocketKey

@@ -37,18 +37,22 @@ func ws(i int, repl string, extra ...string) []byte {
 	return head(append(lines, extra...)...)
 }
 
-func TestParseRequestRejects(t *testing.T) {
+type rejectCase struct {
+	name string
+	in   []byte
+	want *Reject
+}
+
+// rejectCases is every rejection ParseRequest makes, with an input that
+// triggers it (also the seeds of the fuzz corpora).
+func rejectCases() []rejectCase {
 	long := strings.Repeat("a", DefaultMaxTargetBytes)
 	many := make([]string, 0, 102)
 	many = append(many, "GET / HTTP/1.1", "Host: a")
 	for i := 0; i < DefaultMaxHeaders; i++ {
 		many = append(many, "X-A: b")
 	}
-	tests := []struct {
-		name string
-		in   []byte
-		want *Reject
-	}{
+	return []rejectCase{
 		{"double space", head("GET  / HTTP/1.1", "Host: a"), ErrMalformedRequestLine},
 		{"trailing space", head("GET / HTTP/1.1 ", "Host: a"), ErrMalformedRequestLine},
 		{"no version", head("GET /", "Host: a"), ErrMalformedRequestLine},
@@ -143,8 +147,11 @@ func TestParseRequestRejects(t *testing.T) {
 		{"version twice", ws(-1, "", "Sec-WebSocket-Version: 13"), ErrBadWebSocketVersion},
 		{"version list", ws(7, "Sec-WebSocket-Version: 13, 8"), ErrBadWebSocketVersion},
 	}
+}
+
+func TestParseRequestRejects(t *testing.T) {
 	var req Request
-	for _, tt := range tests {
+	for _, tt := range rejectCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			err := ParseRequest(tt.in, &req, nil)
 			if err == nil {
@@ -261,18 +268,20 @@ func TestParseRequestWebSocket(t *testing.T) {
 	}
 }
 
-func TestParseRequestAccepts(t *testing.T) {
-	tests := []struct {
-		name      string
-		in        []byte
-		lim       *Limits
-		upgrade   bool
-		websocket bool
-		body      BodyKind
-		cl        int64
-		host      string
-		path      string
-	}{
+type acceptCase struct {
+	name      string
+	in        []byte
+	lim       *Limits
+	upgrade   bool
+	websocket bool
+	body      BodyKind
+	cl        int64
+	host      string
+	path      string
+}
+
+func acceptCases() []acceptCase {
+	return []acceptCase{
 		{name: "firefox connection list", in: ws(3, "Connection: keep-alive, Upgrade"),
 			upgrade: true, websocket: true, host: "server.example.com", path: "/chat"},
 		{name: "case-insensitive tokens", in: ws(2, "Upgrade: WebSocket", "CONNECTION: UPGRADE"),
@@ -298,7 +307,9 @@ func TestParseRequestAccepts(t *testing.T) {
 		{name: "repeated content-length", in: head("POST /x HTTP/1.1", "Host: a", "Content-Length: 3", "Content-Length: 3"),
 			body: BodyLength, cl: 3, host: "a", path: "/x"},
 		{name: "content-length zero upgrade", in: ws(-1, "", "Content-Length: 0"),
-			upgrade: true, websocket: true, body: BodyLength, host: "server.example.com", path: "/chat"},
+			upgrade: true, websocket: true, body: BodyNone, host: "server.example.com", path: "/chat"},
+		{name: "content-length zero plain", in: head("POST / HTTP/1.1", "Host: a", "Content-Length: 0"),
+			body: BodyLength, host: "a", path: "/"},
 		{name: "chunked", in: head("POST /x HTTP/1.1", "Host: a", "Transfer-Encoding: Chunked", "Trailer: X-Sum"),
 			body: BodyChunked, host: "a", path: "/x"},
 		{name: "absolute form", in: head("GET HTTP://Example.com:8080?q=1 HTTP/1.1", "Host: example.COM:8080"),
@@ -316,8 +327,11 @@ func TestParseRequestAccepts(t *testing.T) {
 		{name: "trailing bytes ignored", in: append(head("POST / HTTP/1.1", "Host: a", "Content-Length: 3"), "abc\nGET"...),
 			host: "a", path: "/", body: BodyLength, cl: 3},
 	}
+}
+
+func TestParseRequestAccepts(t *testing.T) {
 	var req Request
-	for _, tt := range tests {
+	for _, tt := range acceptCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := ParseRequest(tt.in, &req, tt.lim); err != nil {
 				t.Fatalf("rejected: %v", err)

@@ -38,8 +38,8 @@ type Response struct {
 
 // Reset drops every reference the Response holds into a head buffer.
 func (r *Response) Reset() {
+	clear(r.Headers[:cap(r.Headers)]) // hdrArr, or the heap slice it grew into
 	r.clear()
-	clear(r.hdrArr[:])
 }
 
 func (r *Response) clear() {
