@@ -76,7 +76,22 @@ const (
 	DefaultCheckRise     = 2
 	DefaultCheckFall     = 3
 	DefaultCheckPath     = "/"
+
+	DefaultHashKey = "ip"
 )
+
+// SplitHashKey splits a Config.HashKey into its source ("ip", "header",
+// "cookie" or "query") and name ("" for ip).
+func SplitHashKey(s string) (source, name string, err error) {
+	source, name, colon := strings.Cut(s, ":")
+	switch {
+	case source == "ip" && !colon:
+		return source, "", nil
+	case (source == "header" || source == "cookie" || source == "query") && name != "":
+		return source, name, nil
+	}
+	return "", "", fmt.Errorf("hash_key %q: must be ip, header:NAME, cookie:NAME or query:NAME", s)
+}
 
 // BackendConfig is one backend as configured.
 type BackendConfig struct {
@@ -101,8 +116,13 @@ type Config struct {
 	MaxFails    int           // nginx max_fails: failures within FailTimeout to mark down; 0 disables passive health
 	FailTimeout time.Duration // nginx fail_timeout: the failure window and how long a backend stays down; default 10s
 	SlowStart   time.Duration // ramp of a recovered or added backend's weight; 0 = off (hash ignores it, as nginx Plus)
-	Health      HealthCheck
-	Backends    []BackendConfig
+	// HashKey is what the engine hashes under the hash policy: "ip" (the
+	// client address, the default), "header:NAME", "cookie:NAME" or
+	// "query:NAME" (socket.io's "query:sid"). The pool only validates it;
+	// the engine extracts the key and passes it to Pick.
+	HashKey  string
+	Health   HealthCheck
+	Backends []BackendConfig
 }
 
 // Errors. Pick's failures match ErrNoBackend with errors.Is; the admin
@@ -156,6 +176,7 @@ type Pool struct {
 	maxFails    int32
 	failTimeout int64 // ns
 	slowStart   int64 // ns
+	hashKey     string
 	health      HealthCheck
 
 	// now is the clock; nil means time.Now. Tests set it (via newPool) to
@@ -163,9 +184,14 @@ type Pool struct {
 	now   func() time.Time
 	epoch time.Time
 
-	set  atomic.Pointer[backendSet]
+	set atomic.Pointer[backendSet]
+	// What every Pick writes sits on cache lines of its own, so that one
+	// core's picks do not evict the read-only fields above from another's.
+	_    cacheLinePad
 	next atomic.Uint64 // least_conn: rotates the scan start
+	_    cacheLinePad
 	rr   roundRobin
+	_    cacheLinePad
 
 	changed atomic.Pointer[chan struct{}]
 
@@ -198,6 +224,7 @@ func newPool(cfg Config, now func() time.Time) (*Pool, error) {
 		maxFails:    int32(cfg.MaxFails),
 		failTimeout: int64(cfg.FailTimeout),
 		slowStart:   int64(cfg.SlowStart),
+		hashKey:     cfg.HashKey,
 		health:      cfg.Health,
 		now:         now,
 	}
@@ -257,6 +284,12 @@ func normalize(cfg *Config) error {
 	}
 	if cfg.SlowStart < 0 {
 		return fmt.Errorf("slow_start %v: must be >= 0", cfg.SlowStart)
+	}
+	if cfg.HashKey == "" {
+		cfg.HashKey = DefaultHashKey
+	}
+	if _, _, err := SplitHashKey(cfg.HashKey); err != nil {
+		return err
 	}
 	if err := normalizeHealth(&cfg.Health); err != nil {
 		return err
@@ -406,6 +439,7 @@ func (p *Pool) Config() Config {
 		MaxFails:    int(p.maxFails),
 		FailTimeout: time.Duration(p.failTimeout),
 		SlowStart:   time.Duration(p.slowStart),
+		HashKey:     p.hashKey,
 		Health:      p.health,
 	}
 	for _, b := range p.set.Load().list {

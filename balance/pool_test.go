@@ -23,6 +23,8 @@ func TestNewPoolErrors(t *testing.T) {
 		{"max_fails", Config{MaxFails: -1}, `max_fails -1: must be >= 0`},
 		{"fail_timeout", Config{FailTimeout: -time.Second}, `fail_timeout -1s: must be >= 0`},
 		{"slow_start", Config{SlowStart: -time.Second}, `slow_start -1s: must be >= 0`},
+		{"hash_key", Config{HashKey: "cookie"}, `hash_key "cookie": must be ip, header:NAME, cookie:NAME or query:NAME`},
+		{"hash_key ip", Config{HashKey: "ip:x"}, `hash_key "ip:x": must be`},
 		{"health kind", Config{Health: HealthCheck{Kind: "udp"}}, `health kind "udp": must be tcp or http`},
 		{"health path", Config{Health: HealthCheck{Kind: "http", Path: "health"}}, `health path "health": must start with /`},
 		{"health rise", Config{Health: HealthCheck{Kind: "tcp", Rise: -1}}, `health rise -1: must be >= 0`},
@@ -40,7 +42,7 @@ func TestNewPoolErrors(t *testing.T) {
 func TestNewPoolDefaults(t *testing.T) {
 	p, _ := testPool(t, Config{Backends: []BackendConfig{{Addr: "a:1"}}, Health: HealthCheck{Kind: "http"}})
 	cfg := p.Config()
-	if cfg.Policy != LeastConn || cfg.FailTimeout != DefaultFailTimeout || cfg.MaxFails != 0 {
+	if cfg.Policy != LeastConn || cfg.FailTimeout != DefaultFailTimeout || cfg.MaxFails != 0 || cfg.HashKey != "ip" {
 		t.Errorf("config = %+v", cfg)
 	}
 	h := cfg.Health
@@ -333,5 +335,21 @@ func TestStateStrings(t *testing.T) {
 	}
 	if b, _ := StateDown.MarshalText(); string(b) != "down" {
 		t.Error(string(b))
+	}
+}
+
+func TestSplitHashKey(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"ip": {"ip", ""}, "header:X-User": {"header", "X-User"}, "cookie:sid": {"cookie", "sid"}, "query:sid": {"query", "sid"},
+	} {
+		src, name, err := SplitHashKey(in)
+		if err != nil || src != want[0] || name != want[1] {
+			t.Errorf("%q: %q %q %v", in, src, name, err)
+		}
+	}
+	for _, in := range []string{"", "ip:", "header:", "host", "query"} {
+		if _, _, err := SplitHashKey(in); err == nil {
+			t.Errorf("%q: no error", in)
+		}
 	}
 }
