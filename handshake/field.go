@@ -42,15 +42,30 @@ const (
 	fieldNamedByConnection fieldKind = 0x80
 )
 
-// HopByHop lists the header fields a proxy must not forward (RFC 9110 7.6.1:
-// Connection and every field it names, plus the fields RFC 9110 and RFC 2616
-// 13.5.1 define as connection-specific: Keep-Alive, Proxy-Connection, TE,
-// Trailer, Transfer-Encoding and Upgrade). This is the set Go's
-// httputil.ReverseProxy strips too. wsgate re-creates Upgrade and Connection
-// itself, and forwards Transfer-Encoding: chunked unchanged, because it
-// passes chunked bodies through byte for byte instead of re-framing them.
-var HopByHop = []string{
+// hopByHopNames are the header fields a proxy must not forward (RFC 9110
+// 7.6.1: Connection and every field it names, plus the fields RFC 9110 and
+// RFC 2616 13.5.1 define as connection-specific: Keep-Alive,
+// Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade), the set
+// Go's httputil.ReverseProxy strips too. fieldKind.hopByHop is the rule
+// itself; this list is its readable form (the tests hold them together).
+var hopByHopNames = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// hopByHop reports whether a field of kind k is hop-by-hop: one of
+// hopByHopNames or named by a Connection option. wsgate re-creates Upgrade
+// and Connection itself and forwards Transfer-Encoding: chunked unchanged,
+// because it passes chunked bodies through byte for byte.
+func (k fieldKind) hopByHop() bool {
+	if k&fieldNamedByConnection != 0 {
+		return true
+	}
+	switch k {
+	case fieldConnection, fieldKeepAlive, fieldProxyConnection, fieldTE, fieldTrailer,
+		fieldTransferEncoding, fieldUpgrade:
+		return true
+	}
+	return false
 }
 
 // classify returns the kind of a header name. Names are compared ASCII

@@ -19,7 +19,7 @@ type Limits struct {
 	MaxTargetBytes int
 	// Upgrades lists the protocols honoured in an Upgrade request, compared
 	// case-insensitively; an entry without "/version" matches every version.
-	// nil means DefaultUpgrades (websocket only); an empty non-nil slice
+	// nil means websocket only; an empty non-nil slice
 	// honours none. A request to upgrade to anything else is forwarded as a
 	// plain request with Upgrade removed: passing "Upgrade: h2c" on would let
 	// a client speak HTTP/2 to the backend behind wsgate's back (h2c
@@ -38,8 +38,9 @@ const (
 	DefaultMaxTargetBytes = 8 << 10
 )
 
-// DefaultUpgrades is the upgrade allow-list used when Limits.Upgrades is nil.
-var DefaultUpgrades = []string{"websocket"}
+// defaultUpgrades is the upgrade allow-list used when Limits.Upgrades is
+// nil: WebSocket is what wsgate exists for; anything else has to be asked for.
+var defaultUpgrades = []string{"websocket"}
 
 func (l *Limits) maxHead() int {
 	if l == nil || l.MaxHeadBytes <= 0 {

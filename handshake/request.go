@@ -146,10 +146,10 @@ func ParseRequest(head []byte, req *Request, lim *Limits) error {
 
 // requestCounts tallies the header lines whose repetition matters.
 type requestCounts struct {
-	host, cl, te, upgrade, key, version int
-	trailer                             bool
-	connUpgrade                         bool
-	tooManyConn                         bool
+	host, cl, te, key, version int
+	trailer                    bool
+	connUpgrade                bool
+	tooManyConn                bool
 }
 
 func parseRequest(head []byte, req *Request, lim *Limits) *Reject {
@@ -192,7 +192,6 @@ func parseRequest(head []byte, req *Request, lim *Limits) *Reject {
 				return ErrBadConnection
 			}
 		case fieldUpgrade:
-			c.upgrade++
 			if req.Upgrade == nil {
 				req.Upgrade = selectUpgrade(value, lim)
 			}
@@ -565,7 +564,7 @@ func (req *Request) trailerNamesFraming() bool {
 // allow-list admits, or nil. A malformed list selects nothing, so the
 // request stays plain.
 func selectUpgrade(v []byte, lim *Limits) []byte {
-	allow := DefaultUpgrades
+	allow := defaultUpgrades
 	if lim != nil && lim.Upgrades != nil {
 		allow = lim.Upgrades
 	}

@@ -222,7 +222,7 @@ func (resp *Response) SwitchesTo(req *Request) bool {
 
 // AppendResponseClose appends the head the client receives for a response
 // that is not a 101: "HTTP/1.1", the backend's status and reason, its
-// headers without the hop-by-hop ones (HopByHop except Transfer-Encoding,
+// headers without the hop-by-hop ones (hopByHopNames except Transfer-Encoding,
 // which stays because the body is relayed as it is, chunked or not), and
 // "Connection: close", so the client does not send a second request on a
 // connection wsgate will close after this response.
@@ -233,11 +233,7 @@ func AppendResponseClose(dst []byte, resp *Response) []byte {
 	dst = append(dst, resp.Reason...)
 	dst = append(dst, "\r\n"...)
 	for i, h := range resp.Headers {
-		switch resp.kinds[i] {
-		case fieldConnection, fieldKeepAlive, fieldProxyConnection, fieldTE, fieldTrailer, fieldUpgrade:
-			continue
-		}
-		if resp.kinds[i]&fieldNamedByConnection != 0 && !isFraming(resp.kinds[i]) {
+		if k := resp.kinds[i]; k.hopByHop() && !isFraming(k) {
 			continue
 		}
 		dst = appendHeader(dst, h)

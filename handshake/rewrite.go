@@ -195,8 +195,15 @@ func AppendRewritten(dst []byte, req *Request, c *ClientInfo, o *RewriteOptions)
 	}
 
 	for i, h := range req.Headers {
-		switch req.kinds[i] {
-		case fieldOther, fieldWSKey, fieldWSVersion, fieldWSProtocol, fieldWSAccept, fieldOrigin:
+		k := req.kinds[i]
+		if k.hopByHop() {
+			continue
+		}
+		switch k {
+		case fieldHost, fieldContentLength, fieldXRealIP, fieldXForwardedFor, fieldXForwardedProto:
+			continue // written above
+		case fieldExpect:
+			continue // nginx answers 100-continue itself and never forwards Expect
 		case fieldXForwardedHost:
 			if !ci.Trusted {
 				continue
@@ -205,11 +212,6 @@ func AppendRewritten(dst []byte, req *Request, c *ClientInfo, o *RewriteOptions)
 			if !ci.Trusted || opt.Forwarded {
 				continue
 			}
-		default:
-			// Replaced above, hop-by-hop (HopByHop, or named by
-			// Connection), or Expect (nginx answers 100-continue itself and
-			// never forwards Expect).
-			continue
 		}
 		dst = appendHeader(dst, h)
 	}
