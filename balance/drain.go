@@ -17,7 +17,10 @@ import (
 
 // DrainFunc is called from a timer goroutine when a draining backend's
 // deadline passes and it still has tunnels: close b's tunnels spread evenly
-// over spread. It must not call Pool.Close.
+// over spread, the i-th of n at Spread(i, n, spread, ...). It should
+// schedule the closes and return (Close waits for it) and must not call
+// Pool.Close. Each close ends with the tunnel's Lease.Done as usual; the
+// last one completes a pending removal.
 type DrainFunc func(b *Backend, spread time.Duration)
 
 // DrainStatus is a drain's progress, for the admin API.

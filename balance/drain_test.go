@@ -110,7 +110,7 @@ func TestDrainDeadlineAndSpread(t *testing.T) {
 	if len(e.calls) != 1 {
 		t.Fatalf("%d drain calls", len(e.calls))
 	}
-	if d := e.calls[0].Sub(start); d < deadline || d > deadline+200*time.Millisecond {
+	if d := e.calls[0].Sub(start); d < deadline || d > deadline+300*time.Millisecond {
 		t.Errorf("drain call %v after Remove, want %v", d, deadline)
 	}
 	if len(e.closed) != 4 {
@@ -118,7 +118,7 @@ func TestDrainDeadlineAndSpread(t *testing.T) {
 	}
 	for i, at := range e.closed {
 		want := time.Duration(i) * spread / 4
-		if got := at.Sub(e.calls[0]); got < want || got > want+100*time.Millisecond {
+		if got := at.Sub(e.calls[0]); got < want || got > want+150*time.Millisecond {
 			t.Errorf("tunnel %d closed %v after the call, want %v", i, got, want)
 		}
 	}
