@@ -54,7 +54,7 @@ type Pool struct {
 	wg      sync.WaitGroup // checkers and drain callbacks
 }
 
-// backendSet is immutable once published.
+// backendSet is immutable once published, but for the contents of rr.
 type backendSet struct {
 	list   []*Backend
 	byAddr map[string]*Backend
@@ -141,9 +141,11 @@ func (p *Pool) mono() int64 {
 func (p *Pool) wall(ns int64) time.Time { return p.epoch.Add(time.Duration(ns)) }
 
 // Pick chooses a backend for a new tunnel and reserves an active slot on it.
-// key is the hash policy's key (ignored by the others); exclude lists
-// backends already tried for this request. Lock-free (round_robin takes a
-// short lock), no allocation on success. On failure the error is a
+// key is the hash policy's key (ignored by the others; every empty key maps
+// to the same backend, so the engine falls back to the client IP when a
+// header, cookie or query key is absent); exclude lists backends already
+// tried for this request. Neither is retained. Lock-free (round_robin takes
+// a short lock), no allocation on success. On failure the error is a
 // *NoBackendError, which matches ErrNoBackend.
 func (p *Pool) Pick(key []byte, exclude []*Backend) (Lease, error) {
 	s := p.set.Load()

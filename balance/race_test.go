@@ -155,3 +155,44 @@ func TestConcurrentPickAndMutate(t *testing.T) {
 		})
 	}
 }
+
+// max_conns holds under concurrent picks: the reservation is a CAS against
+// the limit, so no backend ever goes over it, and every slot gets used.
+func TestMaxConnsConcurrent(t *testing.T) {
+	for _, pol := range []Policy{LeastConn, RoundRobin, Hash} {
+		t.Run(string(pol), func(t *testing.T) {
+			cfg := Config{Policy: pol, Backends: equal(4)}
+			for i := range cfg.Backends {
+				cfg.Backends[i].MaxConns = 5
+			}
+			p, _ := testPool(t, cfg)
+			var mu sync.Mutex
+			var held []Lease
+			var wg sync.WaitGroup
+			for w := range 16 {
+				wg.Go(func() {
+					key := []byte{byte(w)}
+					for range 200 {
+						l, err := p.Pick(key, nil)
+						if err != nil {
+							continue
+						}
+						if a := l.Backend().Active(); a > 5 {
+							t.Errorf("%s: %d active, max_conns 5", l.Backend().Addr(), a)
+						}
+						mu.Lock()
+						held = append(held, l)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if len(held) != 20 {
+				t.Errorf("%d leases, want 20 (4 backends × max_conns 5)", len(held))
+			}
+			for _, l := range held {
+				l.Done()
+			}
+		})
+	}
+}
