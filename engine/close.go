@@ -36,17 +36,9 @@ func (l *loop) stepTunnel(i int32, t *tunnel) {
 // would send a reset that can destroy the answer still in flight.
 func (l *loop) linger(i int32, t *tunnel, cause uint8) {
 	l.closeBackend(t)
-	if t.leased {
-		t.lease.Done()
-		t.leased = false
-	}
-	if t.ex != nil {
-		t.ex.release()
-		t.ex = nil
-	}
-	if t.dir[dirUp].chunk != nil {
-		l.unpark(&t.dir[dirUp])
-	}
+	l.releaseLease(t, false, 0, false)
+	l.dropEx(t)
+	l.unpark(&t.dir[dirUp])
 	l.dropPipe(&t.dir[dirUp])
 	t.cause = cause
 	t.state = stLinger
@@ -60,7 +52,7 @@ func (l *loop) stepLinger(i int32, t *tunnel) {
 		return
 	}
 	dr := &t.dir[dirDown]
-	if dr.chunk != nil {
+	if dr.chunk != 0 {
 		return
 	}
 	fd := int(t.fd[sideClient])
@@ -96,7 +88,7 @@ func (l *loop) armIdle(i int32, t *tunnel) {
 	if idle := l.srv.idleTicks; idle > 0 {
 		due, has = t.active+idle, true
 	}
-	if t.state == stHTTP && t.ex != nil && !t.ex.answered {
+	if ex := l.exOf(t); t.state == stHTTP && ex != nil && !ex.answered {
 		due, has = t.active+l.srv.answerTicks, true
 	}
 	if t.closeAt != 0 && (!has || int32(t.closeAt-due) < 0) {
@@ -110,7 +102,7 @@ func (l *loop) armIdle(i int32, t *tunnel) {
 }
 
 func (l *loop) idleCheck(i int32, t *tunnel) {
-	if t.state == stHTTP && !t.ex.answered {
+	if t.state == stHTTP && !l.exOf(t).answered {
 		l.answerTimedOut(i, t)
 		return
 	}
@@ -128,16 +120,12 @@ func (l *loop) idleCheck(i int32, t *tunnel) {
 // link adds tunnel i to its backend's list in this loop, so that draining
 // a backend finds its tunnels without scanning every tunnel.
 func (l *loop) link(i int32, t *tunnel) {
-	b := t.lease.Backend()
-	head, ok := l.lists[b]
-	if !ok {
-		head = none
+	bs := &l.backends[t.be-1]
+	t.bePrev, t.beNext = none, bs.head
+	if bs.head != none {
+		l.tabs.at(bs.head).bePrev = i
 	}
-	t.bePrev, t.beNext = none, head
-	if head != none {
-		l.tabs.at(head).bePrev = i
-	}
-	l.lists[b] = i
+	bs.head = i
 	t.linked = true
 }
 
@@ -148,12 +136,7 @@ func (l *loop) unlink(i int32, t *tunnel) {
 	if t.bePrev != none {
 		l.tabs.at(t.bePrev).beNext = t.beNext
 	} else {
-		b := t.lease.Backend()
-		if t.beNext == none {
-			delete(l.lists, b)
-		} else {
-			l.lists[b] = t.beNext
-		}
+		l.backends[t.be-1].head = t.beNext
 	}
 	if t.beNext != none {
 		l.tabs.at(t.beNext).bePrev = t.bePrev
@@ -165,19 +148,26 @@ func (l *loop) unlink(i int32, t *tunnel) {
 // the window: the k-th of n at balance.Spread(k, n, spread), so that the
 // clients' reconnects arrive over the window and not as one storm.
 func (l *loop) scheduleBackendCloses(b *balance.Backend, spread time.Duration) int {
-	head, ok := l.lists[b]
+	k, ok := l.backendIdx[b]
 	if !ok {
 		return 0
 	}
+	return l.scheduleSlotCloses(k, spread)
+}
+
+func (l *loop) scheduleSlotCloses(k int32, spread time.Duration) int {
 	n := 0
-	for i := head; i != none; i = l.tabs.at(i).beNext {
+	for i := l.backends[k].head; i != none; i = l.tabs.at(i).beNext {
 		n++
 	}
-	k := 0
-	for i := head; i != none; {
+	// Collect first: finishing a tunnel may free the slot being walked.
+	list := make([]int32, 0, n)
+	for i := l.backends[k].head; i != none; i = l.tabs.at(i).beNext {
+		list = append(list, i)
+	}
+	for j, i := range list {
 		t := l.tabs.at(i)
-		next := t.beNext
-		at := l.now + ticks(balance.Spread(k, n, spread, 0.5, nil))
+		at := l.now + ticks(balance.Spread(j, n, spread, 0.5, nil))
 		if at == 0 {
 			at = 1
 		}
@@ -189,8 +179,6 @@ func (l *loop) scheduleBackendCloses(b *balance.Backend, spread time.Duration) i
 		} else {
 			l.armIdle(i, t)
 		}
-		k++
-		i = next
 	}
 	return n
 }
@@ -198,12 +186,10 @@ func (l *loop) scheduleBackendCloses(b *balance.Backend, spread time.Duration) i
 // scheduleAllCloses does the same for every tunnel of the loop (node
 // drain, graceful stop).
 func (l *loop) scheduleAllCloses(spread time.Duration) {
-	backends := make([]*balance.Backend, 0, len(l.lists))
-	for b := range l.lists {
-		backends = append(backends, b)
-	}
-	for _, b := range backends {
-		l.scheduleBackendCloses(b, spread)
+	for k := range l.backends {
+		if l.backends[k].refs > 0 {
+			l.scheduleSlotCloses(int32(k), spread)
+		}
 	}
 }
 
@@ -223,37 +209,28 @@ func (l *loop) finish(i int32, cause uint8) {
 	}
 	for d := range t.dir {
 		dr := &t.dir[d]
-		if dr.chunk != nil {
-			l.unpark(dr)
-		}
+		l.unpark(dr)
 		l.dropPipe(dr)
 		dr.flags = 0
 	}
-	var accepted int64
-	if t.ex != nil {
-		accepted = t.ex.accepted
-		t.ex.release()
-		t.ex = nil
+	if ex := l.exOf(t); ex != nil {
+		if t.status == 0 {
+			l.srv.c.observeHandshake(ex.accepted)
+		}
+		l.dropEx(t)
 	}
 	if t.status == 0 {
 		// Closed before any answer: the client left during the
 		// handshake, or wsgate was stopped.
 		t.status = statusClientClosed
-		if accepted != 0 {
-			l.srv.c.observeHandshake(accepted)
-		}
 	}
 	l.unlink(i, t)
 	var backend string
-	if b := t.lease.Backend(); b != nil {
+	if b := l.backendOf(t); b != nil {
 		backend = b.Addr()
 	}
-	if t.leased {
-		t.lease.Done()
-		t.leased = false
-	}
-	upgraded := t.status == 101
-	if upgraded {
+	l.releaseLease(t, false, 0, true)
+	if t.status == 101 {
 		l.c.tunnelsActive.Add(-1)
 		l.c.observeTunnel(t.started)
 	}

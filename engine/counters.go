@@ -38,6 +38,7 @@ type loopCounters struct {
 	tunnelsTotal  atomic.Uint64
 	bytes         [2]atomic.Uint64 // by direction: up, down
 	pipes         atomic.Int64
+	spliced       atomic.Uint64 // bytes moved by splice (the rest were copied)
 	parked        atomic.Int64
 	closes        [numCauses]atomic.Uint64
 	tunnelSeconds histogram
@@ -55,6 +56,7 @@ type serverCounters struct {
 	acceptErrors atomic.Uint64
 	fdLimit      atomic.Uint64
 	headsPending atomic.Int64
+	trims        atomic.Uint64 // memory returned after a handshake burst
 	handshakeOK  atomic.Uint64 // upgrades answered 101 and tunnelled
 	plainOK      atomic.Uint64 // plain requests answered by a backend
 	dialFailures [4]atomic.Uint64

@@ -6,10 +6,10 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
-	"strings"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 

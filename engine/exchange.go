@@ -58,14 +58,14 @@ func (ex *exchange) release() {
 	}
 }
 
-// adopt takes a client whose head netpoll has read, into tunnel slot.
+// adopt takes in a client whose head netpoll has read.
 func (l *loop) adopt(ex *exchange) {
 	i := l.tabs.alloc()
 	t := l.tabs.at(i)
 	t.fd[sideClient] = int32(ex.fd)
 	t.started = ex.accepted
 	t.peer = makePeer(ex.peer)
-	t.ex = ex
+	l.setEx(t, ex)
 	t.active = l.now
 	t.state = stConnecting
 	if err := l.watch(i, sideClient, ex.fd); err != nil {
@@ -85,7 +85,7 @@ func (l *loop) adopt(ex *exchange) {
 // used: it reports a refusal as "closed by peer", and 502 vs 504 needs the
 // errno (DESIGN.md, netpoll notes).
 func (l *loop) dial(i int32, t *tunnel) {
-	ex := t.ex
+	ex := l.exOf(t)
 	srv := l.srv
 	for {
 		if ex.tries >= srv.tries {
@@ -104,7 +104,7 @@ func (l *loop) dial(i int32, t *tunnel) {
 		b := lease.Backend()
 		ex.tried[ex.tries] = b
 		ex.tries++
-		t.lease, t.leased = lease, true
+		l.takeLease(t, lease)
 
 		sa, family, err := srv.resolve(b.Addr())
 		if err != nil {
@@ -115,8 +115,7 @@ func (l *loop) dial(i int32, t *tunnel) {
 		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			srv.fdLimit(err, "socket")
-			t.lease.Done() // not the backend's fault
-			t.leased = false
+			l.releaseLease(t, false, 0, true) // not the backend's fault
 			l.answer(i, t, handshake.ErrOverloaded)
 			return
 		}
@@ -157,9 +156,8 @@ func (l *loop) dial(i int32, t *tunnel) {
 
 // failDial records a failed attempt on the current lease.
 func (l *loop) failDial(t *tunnel, kind balance.FailKind) {
-	t.lease.Failed(kind)
-	t.leased = false
-	t.ex.failure = kind
+	l.releaseLease(t, true, kind, true)
+	l.exOf(t).failure = kind
 	l.srv.c.dialFailures[kind].Add(1)
 }
 
@@ -209,12 +207,12 @@ func (l *loop) connectTimedOut(i int32, t *tunnel) {
 // connected writes the rewritten head (and, for a plain request, the body
 // bytes already here) into the upward direction and moves on.
 func (l *loop) connected(i int32, t *tunnel) {
-	t.lease.Connected()
-	ex := t.ex
+	l.backends[t.be-1].lease.Connected()
+	ex := l.exOf(t)
 	srv := l.srv
 	ci := handshake.ClientInfo{IP: ex.peer.Addr(), TLS: ex.tls, Trusted: srv.trusted(ex.direct)}
 	opt := ex.route.rewrite
-	opt.BackendAddr = t.lease.Backend().Addr()
+	opt.BackendAddr = l.backendOf(t).Addr()
 	opt.Target = ex.route.target(ex.req)
 	early := ex.head.b[ex.headLen:]
 	c := getChunk(ex.headLen + 1024 + len(early))
@@ -224,8 +222,7 @@ func (l *loop) connected(i int32, t *tunnel) {
 		if err != nil {
 			putChunk(c)
 			l.closeBackend(t)
-			t.lease.Done()
-			t.leased = false
+			l.releaseLease(t, false, 0, false)
 			l.answer(i, t, asReject(err))
 			return
 		}
@@ -256,10 +253,10 @@ func (l *loop) connected(i int32, t *tunnel) {
 // backend that refuses the upgrade never sees WebSocket frames as HTTP.
 func (l *loop) stepExchange(i int32, t *tunnel) {
 	if side, err := l.flush(t, dirUp); err != nil {
-		l.failed(i, t, side, err)
+		l.failed(i, t, side)
 		return
 	}
-	if t.dir[dirUp].chunk != nil {
+	if t.dir[dirUp].chunk != 0 {
 		return
 	}
 	done, err := l.readAnswer(i, t)
@@ -270,7 +267,7 @@ func (l *loop) stepExchange(i int32, t *tunnel) {
 	if !done {
 		return
 	}
-	ex := t.ex
+	ex := l.exOf(t)
 	if ex.resp.Status == 101 {
 		if !ex.resp.SwitchesTo(ex.req) {
 			l.badAnswer(i, t, handshake.ErrBackendBadResponse)
@@ -291,7 +288,7 @@ func (l *loop) stepExchange(i int32, t *tunnel) {
 // startTunnel forwards the 101 and whatever the backend sent after it to
 // the client, the held early data to the backend, and lets the bytes flow.
 func (l *loop) startTunnel(i int32, t *tunnel) {
-	ex := t.ex
+	ex := l.exOf(t)
 	srv := l.srv
 	t.status = 101
 	// The answer chunk already holds the 101 head and any bytes after it,
@@ -305,8 +302,7 @@ func (l *loop) startTunnel(i int32, t *tunnel) {
 	}
 	srv.c.handshakeOK.Add(1)
 	srv.c.observeHandshake(ex.accepted)
-	ex.release()
-	t.ex = nil
+	l.dropEx(t)
 	t.state = stTunnel
 	l.c.tunnelsActive.Add(1)
 	l.c.tunnelsTotal.Add(1)
@@ -320,7 +316,7 @@ func (l *loop) startTunnel(i int32, t *tunnel) {
 // client as they come. It reports true when the final head is parsed into
 // ex.resp.
 func (l *loop) readAnswer(i int32, t *tunnel) (bool, error) {
-	ex := t.ex
+	ex := l.exOf(t)
 	fd := int(t.fd[sideBackend])
 	limit := l.srv.limits.MaxHeadBytes
 	for ops := 0; ops < maxOps; ops++ {
@@ -340,7 +336,7 @@ func (l *loop) readAnswer(i int32, t *tunnel) (bool, error) {
 					return false, err
 				}
 				if s := ex.resp.Status; s >= 100 && s < 200 && s != 101 {
-					l.interim(t, end)
+					l.interim(t, ex, end)
 					continue
 				}
 				ex.ansLen = end
@@ -381,8 +377,7 @@ func (l *loop) readAnswer(i int32, t *tunnel) (bool, error) {
 
 // interim moves a 1xx head of end bytes from the answer buffer to the
 // client's side and resets the scanner for the next head.
-func (l *loop) interim(t *tunnel, end int) {
-	ex := t.ex
+func (l *loop) interim(t *tunnel, ex *exchange, end int) {
 	c := getChunk(end)
 	c.b = append(c.b, ex.ans.b[:end]...)
 	l.attach(&t.dir[dirDown], c)
@@ -397,8 +392,7 @@ func (l *loop) answerTimedOut(i int32, t *tunnel) {
 		return
 	}
 	l.closeBackend(t)
-	t.lease.Failed(balance.FailTimeout)
-	t.leased = false
+	l.releaseLease(t, true, balance.FailTimeout, false)
 	l.srv.c.dialFailures[balance.FailTimeout].Add(1)
 	l.answer(i, t, handshake.ErrGatewayTimeout)
 }
@@ -406,14 +400,13 @@ func (l *loop) answerTimedOut(i int32, t *tunnel) {
 // badAnswer answers 502 for a backend whose answer could not be used.
 func (l *loop) badAnswer(i int32, t *tunnel, err error) {
 	l.closeBackend(t)
-	t.lease.Failed(balance.FailResponse)
-	t.leased = false
+	l.releaseLease(t, true, balance.FailResponse, false)
 	l.srv.c.dialFailures[balance.FailResponse].Add(1)
 	l.answer(i, t, asReject(err))
 }
 
 // failed handles a syscall error on one side during the exchange.
-func (l *loop) failed(i int32, t *tunnel, side int, err error) {
+func (l *loop) failed(i int32, t *tunnel, side int) {
 	if side == sideBackend {
 		l.badAnswer(i, t, handshake.ErrBackendBadResponse)
 		return
@@ -424,20 +417,14 @@ func (l *loop) failed(i int32, t *tunnel, side int, err error) {
 // answer sends the client one of wsgate's own error responses and lingers.
 func (l *loop) answer(i int32, t *tunnel, r *handshake.Reject) {
 	l.closeBackend(t)
-	if t.leased {
-		t.lease.Done()
-		t.leased = false
-	}
+	l.releaseLease(t, false, 0, false)
 	l.srv.c.reject(r)
-	if t.ex != nil {
-		l.srv.c.observeHandshake(t.ex.accepted)
+	if ex := l.exOf(t); ex != nil {
+		l.srv.c.observeHandshake(ex.accepted)
 	}
 	for d := range t.dir {
-		dr := &t.dir[d]
-		if dr.chunk != nil {
-			l.unpark(dr)
-		}
-		l.dropPipe(dr)
+		l.unpark(&t.dir[d])
+		l.dropPipe(&t.dir[d])
 	}
 	c := getChunk(512)
 	c.b = handshake.AppendReject(c.b, r)
@@ -451,31 +438,4 @@ func asReject(err error) *handshake.Reject {
 		return r
 	}
 	return handshake.ErrBackendBadResponse
-}
-
-// flush writes direction d's chunk to its destination as far as it goes.
-func (l *loop) flush(t *tunnel, d int) (int, error) {
-	dr := &t.dir[d]
-	dst := 1 - d
-	for dr.chunk != nil && t.io[dst]&canWrite != 0 {
-		n, err := unix.Write(int(t.fd[dst]), dr.chunk.pending())
-		if err != nil {
-			if err == unix.EAGAIN {
-				t.io[dst] &^= canWrite
-				return -1, nil
-			}
-			if err == unix.EINTR {
-				continue
-			}
-			return dst, err
-		}
-		l.moved(t, d, n)
-		dr.chunk.off += n
-		if dr.chunk.off == len(dr.chunk.b) {
-			l.unpark(dr)
-		} else {
-			t.io[dst] &^= canWrite
-		}
-	}
-	return -1, nil
 }

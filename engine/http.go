@@ -19,7 +19,7 @@ import (
 const statusClientClosed = 499
 
 func (l *loop) stepHTTP(i int32, t *tunnel) {
-	ex := t.ex
+	ex := l.exOf(t)
 	if side, err := l.pumpBody(i, t, dirUp, &ex.body); err != nil {
 		l.httpFailed(i, t, side)
 		return
@@ -51,7 +51,7 @@ func (l *loop) stepHTTP(i int32, t *tunnel) {
 		return
 	}
 	down := &t.dir[dirDown]
-	if down.chunk != nil {
+	if down.chunk != 0 {
 		return
 	}
 	if ex.rbody.Done() || down.flags&dEOF != 0 {
@@ -66,7 +66,7 @@ func (l *loop) stepHTTP(i int32, t *tunnel) {
 // forwardAnswer sends the final answer head, rewritten to close the
 // connection, and the body bytes that came with it.
 func (l *loop) forwardAnswer(i int32, t *tunnel) {
-	ex := t.ex
+	ex := l.exOf(t)
 	resp := ex.resp
 	t.status = uint16(resp.Status)
 	kind, n := resp.Body, resp.ContentLength
@@ -100,15 +100,16 @@ func (l *loop) forwardAnswer(i int32, t *tunnel) {
 
 // httpFailed handles a syscall error on one side of a plain request.
 func (l *loop) httpFailed(i int32, t *tunnel, side int) {
+	ex := l.exOf(t)
 	if side == sideBackend {
-		if !t.ex.answered {
+		if !ex.answered {
 			l.badAnswer(i, t, handshake.ErrBackendBadResponse)
 			return
 		}
 		l.finish(i, causeBackendReset)
 		return
 	}
-	if !t.ex.answered {
+	if !ex.answered {
 		t.status = statusClientClosed
 	}
 	l.finish(i, causeClientGone)
@@ -124,7 +125,7 @@ func (l *loop) pumpBody(i int32, t *tunnel, d int, tr *handshake.BodyTracker) (i
 		if side, err := l.flush(t, d); err != nil {
 			return side, err
 		}
-		if dr.chunk != nil || tr.Done() || dr.flags&dEOF != 0 {
+		if dr.chunk != 0 || tr.Done() || dr.flags&dEOF != 0 {
 			return -1, nil
 		}
 		if t.io[src]&canRead == 0 || t.io[dst]&canWrite == 0 {
@@ -160,19 +161,10 @@ func (l *loop) pumpBody(i int32, t *tunnel, d int, tr *handshake.BodyTracker) (i
 		if err != nil {
 			return src, err
 		}
-		w, err := unix.Write(int(t.fd[dst]), l.buf[:m])
-		if err != nil {
-			if err != unix.EAGAIN {
-				return dst, err
-			}
-			w = 0
+		if side, err := l.write(t, d, l.buf[:m]); err != nil {
+			return side, err
 		}
-		if w > 0 {
-			l.moved(t, d, w)
-		}
-		if w < m {
-			l.park(dr, l.buf[w:m])
-			t.io[dst] &^= canWrite
+		if dr.chunk != 0 {
 			return -1, nil
 		}
 	}

@@ -34,10 +34,18 @@ type loop struct {
 	ready  []int32 // tunnels with work left after their per-readiness budget
 	buf    []byte  // the loop's one copy buffer
 	pipes  pipePool
-	parked int                        // bytes in chunks of this loop's directions
-	waits  []int32                    // directions waiting for a pipe or park room, FIFO
-	lists  map[*balance.Backend]int32 // backend → head of its tunnel list in this loop
-	key    [16]byte                   // scratch for a hash key
+	parked int      // bytes in chunks of this loop's directions
+	waits  []int32  // directions waiting for a pipe or park room, FIFO
+	key    [16]byte // scratch for a hash key
+
+	// side tables (tables.go): what tunnels borrow, by index
+	chunks      []*chunk
+	chunkFree   []int32
+	exchanges   []*exchange
+	exFree      []int32
+	backends    []backendSlot
+	backendFree []int32
+	backendIdx  map[*balance.Backend]int32
 
 	start time.Time
 	now   uint32 // ticks since start
@@ -71,16 +79,16 @@ func newLoop(id int, srv *Server) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{
-		id:     id,
-		srv:    srv,
-		epfd:   epfd,
-		wake:   wake,
-		events: make([]unix.EpollEvent, 256),
-		buf:    make([]byte, copyBufSize),
-		lists:  make(map[*balance.Backend]int32),
-		start:  time.Now(),
-		c:      &loopCounters{},
-		done:   make(chan struct{}),
+		id:         id,
+		srv:        srv,
+		epfd:       epfd,
+		wake:       wake,
+		events:     make([]unix.EpollEvent, 256),
+		buf:        make([]byte, copyBufSize),
+		backendIdx: make(map[*balance.Backend]int32),
+		start:      time.Now(),
+		c:          &loopCounters{},
+		done:       make(chan struct{}),
 	}
 	l.pipes.max = srv.pipesPerLoop
 	l.tabs.init()
@@ -135,6 +143,9 @@ func (l *loop) run() {
 		}
 		if n == len(l.events) && len(l.events) < 4096 {
 			l.events = make([]unix.EpollEvent, 2*len(l.events))
+		}
+		if len(l.waits) > 0 {
+			l.serveWaits()
 		}
 		l.runReady()
 		if l.now != l.wheel.now {

@@ -9,6 +9,7 @@ import (
 type pipe struct {
 	r, w int
 	n    int
+	id   int32 // index in pipePool.all
 }
 
 // pipePool lends pipes to a loop's tunnels while a direction has bytes in
@@ -19,6 +20,8 @@ type pipe struct {
 // The pool is bounded: it never holds or lends more than max pipes, so the
 // fds it uses are planned against RLIMIT_NOFILE.
 type pipePool struct {
+	all     []*pipe // by id; nil where a discarded pipe was
+	freeIDs []int32
 	idle    []*pipe
 	created int // pipes open now: idle + lent
 	max     int
@@ -46,7 +49,16 @@ func (p *pipePool) get() (*pipe, error) {
 		_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, p.size)
 	}
 	p.created++
-	return &pipe{r: fds[0], w: fds[1]}, nil
+	pp := &pipe{r: fds[0], w: fds[1]}
+	if n := len(p.freeIDs); n > 0 {
+		pp.id = p.freeIDs[n-1]
+		p.freeIDs = p.freeIDs[:n-1]
+		p.all[pp.id] = pp
+	} else {
+		pp.id = int32(len(p.all))
+		p.all = append(p.all, pp)
+	}
+	return pp, nil
 }
 
 // put takes a pipe back. A pipe that still holds bytes (its tunnel died with
@@ -63,6 +75,8 @@ func (p *pipePool) discard(pp *pipe) {
 	unix.Close(pp.r)
 	unix.Close(pp.w)
 	p.created--
+	p.all[pp.id] = nil
+	p.freeIDs = append(p.freeIDs, pp.id)
 }
 
 // inUse reports how many pipes are lent out.

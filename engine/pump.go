@@ -24,31 +24,16 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 	src, dst := d, 1-d
 	sfd, dfd := int(t.fd[src]), int(t.fd[dst])
 	for ops := 0; ops < maxOps; ops++ {
-		if c := dr.chunk; c != nil {
+		if dr.chunk != 0 {
 			if t.io[dst]&canWrite == 0 {
 				return -1, nil
 			}
-			n, err := unix.Write(dfd, c.pending())
-			if err != nil {
-				if err == unix.EAGAIN {
-					t.io[dst] &^= canWrite
-					return -1, nil
-				}
-				if err == unix.EINTR {
-					continue
-				}
-				return dst, err
+			if side, err := l.flush(t, d); err != nil {
+				return side, err
 			}
-			l.moved(t, d, n)
-			c.off += n
-			if c.off < len(c.b) {
-				t.io[dst] &^= canWrite // a short write means the send buffer is full
-				return -1, nil
-			}
-			l.unpark(dr)
 			continue
 		}
-		if p := dr.pipe; p != nil && p.n > 0 {
+		if p := l.pipeOf(dr); p != nil && p.n > 0 {
 			if t.io[dst]&canWrite == 0 {
 				return -1, nil
 			}
@@ -65,6 +50,7 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			}
 			p.n -= int(n)
 			l.moved(t, d, int(n))
+			l.c.spliced.Add(uint64(n))
 			if p.n > 0 {
 				t.io[dst] &^= canWrite
 				return -1, nil
@@ -78,8 +64,8 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			if dr.flags&dShut == 0 {
 				// Half-close: the source finished and everything it sent
 				// is delivered; tell the destination, and keep the other
-				// direction going (RFC 9293 3.6; nginx and HAProxy do the
-				// same for upgraded connections).
+				// direction going (RFC 9293 3.6; HAProxy does the same for
+				// upgraded connections).
 				dr.flags |= dShut
 				if err := unix.Shutdown(dfd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
 					return dst, err
@@ -92,7 +78,7 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			return -1, nil
 		}
 		if l.splicing(dr) {
-			p := dr.pipe
+			p := l.pipeOf(dr)
 			if p == nil {
 				if p = l.getPipe(); p == nil {
 					if l.srv.mode == ModeSplice {
@@ -102,7 +88,7 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 					dr.flags &^= dBurst // no pipe free: copy this burst
 					continue
 				}
-				dr.pipe = p
+				dr.pipe = p.id + 1
 			}
 			// The pipe is empty here, so EAGAIN can only mean the socket
 			// is drained (DESIGN.md, "pitfalls").
@@ -157,23 +143,63 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 		} else if l.srv.mode == ModeAuto {
 			dr.flags |= dBurst // bulk: splice the rest of this burst
 		}
-		w, err := unix.Write(dfd, l.buf[:n])
-		if err != nil {
-			if err != unix.EAGAIN {
-				return dst, err
-			}
-			w = 0
+		if side, err := l.write(t, d, l.buf[:n]); err != nil {
+			return side, err
 		}
-		if w > 0 {
-			l.moved(t, d, w)
-		}
-		if w < n {
-			l.park(dr, l.buf[w:n])
-			t.io[dst] &^= canWrite
+		if dr.chunk != 0 {
 			return -1, nil
 		}
 	}
 	l.requeue(i, t)
+	return -1, nil
+}
+
+// write sends p along direction d at once and parks what the destination
+// did not take.
+func (l *loop) write(t *tunnel, d int, p []byte) (int, error) {
+	dst := 1 - d
+	w, err := unix.Write(int(t.fd[dst]), p)
+	if err != nil {
+		if err != unix.EAGAIN {
+			return dst, err
+		}
+		w = 0
+	}
+	if w > 0 {
+		l.moved(t, d, w)
+	}
+	if w < len(p) {
+		l.park(&t.dir[d], p[w:])
+		t.io[dst] &^= canWrite
+	}
+	return -1, nil
+}
+
+// flush writes direction d's chunk to its destination as far as it goes.
+func (l *loop) flush(t *tunnel, d int) (int, error) {
+	dr := &t.dir[d]
+	dst := 1 - d
+	for dr.chunk != 0 && t.io[dst]&canWrite != 0 {
+		c := l.chunks[dr.chunk-1]
+		n, err := unix.Write(int(t.fd[dst]), c.pending())
+		if err != nil {
+			if err == unix.EAGAIN {
+				t.io[dst] &^= canWrite
+				return -1, nil
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			return dst, err
+		}
+		l.moved(t, d, n)
+		c.off += n
+		if c.off == len(c.b) {
+			l.unpark(dr)
+		} else {
+			t.io[dst] &^= canWrite // a short write means the send buffer is full
+		}
+	}
 	return -1, nil
 }
 
@@ -195,41 +221,6 @@ func (l *loop) moved(t *tunnel, d int, n int) {
 	l.c.bytes[d].Add(uint64(n))
 }
 
-// park keeps the unwritten rest of a copy in a pooled chunk owned by the
-// direction until the destination takes it.
-func (l *loop) park(dr *direction, rest []byte) {
-	c := getChunk(len(rest))
-	c.b = append(c.b, rest...)
-	dr.chunk = c
-	l.parked += cap(c.b)
-	l.c.parked.Store(int64(l.parked))
-}
-
-// attach appends c's pending bytes to what dr has in flight (c itself when
-// dr holds nothing), keeping their order.
-func (l *loop) attach(dr *direction, c *chunk) {
-	if dr.chunk == nil {
-		dr.chunk = c
-		l.parked += cap(c.b)
-		l.c.parked.Store(int64(l.parked))
-		return
-	}
-	l.parked -= cap(dr.chunk.b)
-	grown := growChunk(dr.chunk, len(c.pending()))
-	grown.b = append(grown.b, c.pending()...)
-	dr.chunk = grown
-	putChunk(c)
-	l.parked += cap(grown.b)
-	l.c.parked.Store(int64(l.parked))
-}
-
-func (l *loop) unpark(dr *direction) {
-	l.parked -= cap(dr.chunk.b)
-	l.c.parked.Store(int64(l.parked))
-	putChunk(dr.chunk)
-	dr.chunk = nil
-}
-
 func (l *loop) getPipe() *pipe {
 	p, err := l.pipes.get()
 	if err != nil {
@@ -242,13 +233,14 @@ func (l *loop) getPipe() *pipe {
 }
 
 // dropPipe gives dr's pipe back to the pool (closing it if it still holds
-// bytes) and wakes a direction waiting for one.
+// bytes).
 func (l *loop) dropPipe(dr *direction) {
-	if dr.pipe == nil {
+	p := l.pipeOf(dr)
+	if p == nil {
 		return
 	}
-	l.pipes.put(dr.pipe)
-	dr.pipe = nil
+	l.pipes.put(p)
+	dr.pipe = 0
 	l.c.pipes.Store(int64(l.pipes.inUse()))
 }
 

@@ -299,8 +299,9 @@ func (s *Server) Start() error {
 	for _, l := range s.loops {
 		go l.run()
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.watchHeads()
+	go s.trimAfterBursts()
 	for _, ln := range s.listeners {
 		if err := ln.serve(); err != nil {
 			s.mu.Unlock()

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"net/netip"
-
-	"github.com/wsgate/wsgate/balance"
 )
 
 // Sides of a tunnel and directions through it. Direction d reads side d and
@@ -43,15 +41,18 @@ const (
 )
 
 // direction is one way through a tunnel. Idle, it holds no pipe and no
-// chunk; bytes in flight are in exactly one of them.
+// chunk; bytes in flight are in at most one of them. Both are indices
+// (plus one; 0 is none) into the loop's tables, not pointers: a tunnel
+// holds no pointer at all, so the Go garbage collector never scans the
+// tunnel pages, however many tunnels a node holds.
 type direction struct {
-	pipe  *pipe  // spliced bytes not yet written
-	chunk *chunk // copied bytes not yet written (a partial write's rest)
+	pipe  int32 // loop.pipes id + 1
+	chunk int32 // loop.chunks index + 1
 	flags uint8
 }
 
-func (d *direction) inFlight() bool {
-	return d.chunk != nil || (d.pipe != nil && d.pipe.n > 0)
+func (d *direction) inFlight(l *loop) bool {
+	return d.chunk != 0 || (d.pipe != 0 && l.pipeOf(d).n > 0)
 }
 
 // finished reports that the direction has delivered everything up to its
@@ -83,36 +84,37 @@ func (p peerAddr) addrPort() netip.AddrPort { return netip.AddrPortFrom(p.addr()
 
 // tunnel is one client connection from hand-off to close: its two sockets,
 // the two directions, timers and counters. It is kept small on purpose
-// (DESIGN.md: ≤ 256 B user space per idle tunnel): the loop stores tunnels
-// by value in pages, addresses them by index, and threads its timer and
-// per-backend lists through them.
+// (DESIGN.md: ≤ 256 B user space per idle tunnel) and holds no pointer: the
+// loop stores tunnels by value in pages the garbage collector does not
+// scan, addresses them by index, and threads its timer and per-backend
+// lists through them.
 type tunnel struct {
 	fd     [2]int32
 	gen    uint32 // bumped on free: stale epoll events carry the old value
 	state  uint8
 	io     [2]uint8 // per side: canRead, canWrite, peerShut
 	queued bool     // in the loop's ready queue
-	leased bool     // lease holds an active slot to release
+	leased bool     // holds an active slot on its backend to release
 	linked bool     // on its backend's list (upgraded tunnels)
+	cause  uint8    // why it closed, for the access log and metrics
 	dir    [2]direction
 
 	// timer wheel
 	prev, next int32
 	slot       int16
+	status     uint16 // answered status, for the access log
 	due        uint32 // tick the wheel looks at this tunnel again
 	active     uint32 // tick of the last byte moved
 	closeAt    uint32 // tick of a scheduled drain close; 0 = none
 
 	// the backend's list of this loop's tunnels (drain without a scan)
 	bePrev, beNext int32
+	be             int32 // loop.backends index + 1; 0 = none
+	ex             int32 // loop.exchanges index + 1 while the handshake runs
 
-	status  uint16 // answered status, for the access log
-	cause   uint8  // why it closed, for the access log and metrics
 	bytes   [2]uint64
 	started int64 // unix nanoseconds at accept
 	peer    peerAddr
-	lease   balance.Lease
-	ex      *exchange // handshake state until the tunnel starts; nil after
 }
 
 // slab holds a loop's tunnels in fixed pages so that growing never copies
@@ -164,8 +166,6 @@ func (s *slab) release(i int32) {
 	t := s.at(i)
 	t.gen++
 	t.state = stFree
-	t.ex = nil
-	t.lease = balance.Lease{}
 	t.next = s.free
 	s.free = i
 	s.used--
