@@ -42,7 +42,7 @@ type IdleResult struct {
 	HandshakeMaxMs float64 `json:"handshake_max_ms"`
 	RSSBefore      int64   `json:"rss_before"`
 	RSSAfter       int64   `json:"rss_after"`
-	RSSPerConn     float64 `json:"rss_per_conn"` // bytes of user-space memory per tunnel
+	RSSPerConn     float64 `json:"rss_per_conn"`  // bytes of user-space memory per tunnel
 	AnonPerConn    float64 `json:"anon_per_conn"` // of which anonymous (heap, stacks), not file pages
 	SlabPerConn    float64 `json:"slab_per_conn"`
 	TCPMemPerConn  float64 `json:"tcp_mem_per_conn"`
