@@ -9,7 +9,13 @@ import (
 )
 
 // Pick + Done, the cost the engine pays per tunnel. Hash keys cycle through
-// 4096 IPv4 addresses.
+// 4096 IPv4 addresses. Medians of 8 runs on a 2-vCPU AMD EPYC shared with
+// other test runs (load average about 3), ns/op, all 0 allocs/op:
+//
+//	              2 serial  2 par  16 serial  16 par  256 serial  256 par
+//	least_conn        32      56        68       74       1008       496
+//	round_robin       24      35        68       77        754       947
+//	hash              29      37        31       19         37        23
 func BenchmarkPickLeastConn(b *testing.B)  { benchPick(b, LeastConn) }
 func BenchmarkPickRoundRobin(b *testing.B) { benchPick(b, RoundRobin) }
 func BenchmarkPickHash(b *testing.B)       { benchPick(b, Hash) }
