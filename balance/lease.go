@@ -10,6 +10,9 @@ const (
 	FailTimeout                  // connect or upgrade response timed out
 	FailError                    // any other I/O error
 	FailResponse                 // the backend answered the upgrade with an invalid head or a 5xx
+
+	// NumFailKinds sizes per-kind counter arrays.
+	NumFailKinds = int(FailResponse) + 1
 )
 
 var failKindNames = [...]string{"refused", "timeout", "error", "response"}
