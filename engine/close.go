@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -243,7 +244,7 @@ func (l *loop) finish(i int32, cause uint8) {
 
 func (l *loop) logSession(log *slog.Logger, t *tunnel, backend string, cause uint8) {
 	d := time.Duration(time.Now().UnixNano() - t.started)
-	log.LogAttrs(nil, slog.LevelInfo, "session",
+	log.LogAttrs(context.Background(), slog.LevelInfo, "session",
 		slog.String("client", t.peer.addrPort().String()),
 		slog.String("backend", backend),
 		slog.Int("status", int(t.status)),

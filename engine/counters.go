@@ -59,7 +59,7 @@ type serverCounters struct {
 	trims        atomic.Uint64 // memory returned after a handshake burst
 	handshakeOK  atomic.Uint64 // upgrades answered 101 and tunnelled
 	plainOK      atomic.Uint64 // plain requests answered by a backend
-	dialFailures [4]atomic.Uint64
+	dialFailures [balance.NumFailKinds]atomic.Uint64
 	rejects      map[string]*atomic.Uint64 // by reason; built once, read-only map
 	handshakeSec histogram
 }

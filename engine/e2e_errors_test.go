@@ -270,3 +270,32 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestExpectContinue: wsgate answers Expect: 100-continue itself (the
+// header is not forwarded), then the body goes through.
+func TestExpectContinue(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	_, addr := startProxy(t, []string{b.Addr()}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	interim, err := readHead(br)
+	if err != nil || !strings.HasPrefix(interim, "HTTP/1.1 100 Continue\r\n") {
+		t.Fatalf("want 100 Continue before the body, got %q, %v", interim, err)
+	}
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "hello" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}

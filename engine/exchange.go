@@ -43,6 +43,8 @@ type exchange struct {
 
 const maxTries = 8
 
+const continue100 = "HTTP/1.1 100 Continue\r\n\r\n"
+
 // release returns the exchange's pooled parts.
 func (ex *exchange) release() {
 	putChunk(ex.head)
@@ -233,6 +235,14 @@ func (l *loop) connected(i int32, t *tunnel) {
 		// What follows the body is a pipelined request; wsgate answers
 		// with Connection: close, so it is dropped, never forwarded.
 		ex.head.b = ex.head.b[:ex.headLen]
+		if ex.req.Expect100Continue && !ex.body.Done() {
+			// handshake drops Expect (as nginx does), so the backend will
+			// not say 100 Continue; wsgate says it, as nginx does, so that
+			// a client like curl sends its body now instead of in 1 s.
+			c := getChunk(len(continue100))
+			c.b = append(c.b, continue100...)
+			l.attach(&t.dir[dirDown], c)
+		}
 	}
 	l.attach(&t.dir[dirUp], c)
 	t.active = l.now
@@ -257,6 +267,10 @@ func (l *loop) stepExchange(i int32, t *tunnel) {
 		return
 	}
 	if t.dir[dirUp].chunk != 0 {
+		return
+	}
+	if side, err := l.flush(t, dirDown); err != nil {
+		l.failed(i, t, side)
 		return
 	}
 	done, err := l.readAnswer(i, t)

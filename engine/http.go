@@ -28,6 +28,12 @@ func (l *loop) stepHTTP(i int32, t *tunnel) {
 		return
 	}
 	if !ex.answered {
+		// Interim answers (wsgate's own 100 Continue, a backend's 103)
+		// go to the client as they come.
+		if side, err := l.flush(t, dirDown); err != nil {
+			l.httpFailed(i, t, side)
+			return
+		}
 		done, err := l.readAnswer(i, t)
 		if err != nil {
 			l.badAnswer(i, t, err)

@@ -325,9 +325,3 @@ func (l *loop) timeout(i int32) {
 func ticks(d time.Duration) uint32 {
 	return uint32((d + tick - 1) / tick)
 }
-
-// hashKey is the key the hash policy hashes: the client's address.
-func (l *loop) hashKey(ex *exchange) []byte {
-	l.key = ex.peer.Addr().As16()
-	return l.key[:]
-}

@@ -16,3 +16,7 @@ func TestMain(m *testing.M) {
 	netpoll.Initialize()
 	os.Exit(m.Run())
 }
+
+func slogStderr() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}

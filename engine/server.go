@@ -106,6 +106,7 @@ type Config struct {
 type Route struct {
 	Pool    *balance.Pool
 	rewrite handshake.RewriteOptions
+	key     hashKey
 }
 
 // target returns the request target the backend receives; nil keeps the
@@ -248,6 +249,7 @@ func New(cfg Config) (*Server, error) {
 			HostLiteral: cfg.HostLiteral,
 			Forwarded:   cfg.Forwarded,
 		},
+		key: parseHashKey(cfg.Pool),
 	}
 	return s, nil
 }

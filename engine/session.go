@@ -131,13 +131,9 @@ func (ss *session) complete() {
 		ex.reject = asReject(err)
 	} else {
 		ex.req = req
+		// handshake guarantees an upgrade carries no body (it rejects one
+		// that does), so an upgrade forwards nothing before the 101.
 		ex.upgrade = req.IsUpgrade
-		if req.IsUpgrade && req.Body != handshake.BodyNone {
-			// An upgrade with a body is not honoured: the body would have
-			// to be forwarded before the switch, and no WebSocket client
-			// sends one. It goes through as a plain request.
-			ex.upgrade = false
-		}
 		if !ex.upgrade {
 			ex.body.Init(req.Body, req.ContentLength)
 		}

@@ -10,14 +10,6 @@ import (
 // things ever held at once, which for chunks and exchanges is the number in
 // flight, not the number of tunnels.
 
-// chunkOf returns the chunk dr holds, or nil.
-func (l *loop) chunkOf(dr *direction) *chunk {
-	if dr.chunk == 0 {
-		return nil
-	}
-	return l.chunks[dr.chunk-1]
-}
-
 // attach appends c's pending bytes to what dr has in flight (c itself when
 // dr holds nothing), keeping their order.
 func (l *loop) attach(dr *direction, c *chunk) {

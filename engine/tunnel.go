@@ -51,10 +51,6 @@ type direction struct {
 	flags uint8
 }
 
-func (d *direction) inFlight(l *loop) bool {
-	return d.chunk != 0 || (d.pipe != 0 && l.pipeOf(d).n > 0)
-}
-
 // finished reports that the direction has delivered everything up to its
 // source's EOF and half-closed its destination.
 func (d *direction) finished() bool { return d.flags&dShut != 0 }

@@ -163,11 +163,9 @@ func echo(conn net.Conn, br *bufio.Reader) {
 		}
 		// Header and a first slice of payload in one write: small echoes
 		// cost one syscall.
-		hb := buf[:0]
 		hlen := headerLen(h.Length)
 		n := min(int64(len(buf)-hlen), h.Length)
-		hb = buf[:hlen]
-		if err := writeHeaderTo(hb, h); err != nil {
+		if err := writeHeaderTo(buf[:hlen], h); err != nil {
 			return
 		}
 		pos := 0
