@@ -175,8 +175,20 @@ func (ln *listener) stop(pause bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := evl.Shutdown(ctx)
-	<-served
+	// netpoll's Shutdown does nothing when its Serve goroutine has not yet
+	// registered the listener, and that Serve then waits forever: call it
+	// again until Serve has returned.
+	var err error
+	for done := false; !done; {
+		err = evl.Shutdown(ctx)
+		select {
+		case <-served:
+			done = true
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			done = true
+		}
+	}
 	ln.mu.Lock()
 	ln.pausing = false
 	ln.mu.Unlock()
@@ -191,6 +203,12 @@ func (ln *listener) resume() error {
 		return nil
 	}
 	ln.mu.Unlock()
+	// A socket bound to port 0 loses its port when it stops listening
+	// (the kernel only keeps ports bound explicitly): bind it to the port
+	// it had. One bound explicitly still has it, and says EINVAL.
+	if err := unix.Bind(ln.fd, sockaddr(ln.addr.(*net.TCPAddr).AddrPort())); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("listen %s again: bind %s: %w", ln.name, ln.addr, err)
+	}
 	if err := unix.Listen(ln.fd, listenBacklog); err != nil {
 		return fmt.Errorf("listen %s again: %w", ln.name, err)
 	}

@@ -41,6 +41,9 @@ func newApp() *cli.App {
 		DisableSliceFlagSeparator: true,
 		// A bad flag is a usage error: say which and exit 2.
 		OnUsageError: usageError,
+		// Errors come back from Run; main prints them and exits, so the
+		// CLI can also be run in-process by tests.
+		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			serveCommand(),
 			demoCommand(),

@@ -1,0 +1,147 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/testutil"
+)
+
+// TestReusePort: several listening sockets on one address all serve.
+func TestReusePort(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	port := freePort(t)
+	srv, _ := startProxy(t, []string{b.Addr()}, func(c *Config) {
+		c.Listen = []string{"127.0.0.1:" + port}
+		c.ReusePort = 3
+	})
+	if n := len(srv.Addrs()); n != 3 {
+		t.Fatalf("%d listeners, want 3", n)
+	}
+	for i := 0; i < 30; i++ {
+		c, br := dialWS(t, "127.0.0.1:"+port, "/")
+		echoOnce(t, c, br, []byte("x"))
+		c.Close()
+	}
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// syncBuffer is a bytes.Buffer safe for the loops to write while a test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestAccessLog: one JSON line per session, with what the issue lists.
+func TestAccessLog(t *testing.T) {
+	testutil.CheckLeaks(t)
+	var buf syncBuffer
+	b := startEcho(t, "a")
+	_, addr := startProxy(t, []string{b.Addr()}, func(c *Config) {
+		c.AccessLog = slog.New(slog.NewJSONHandler(&buf, nil))
+	})
+	c, br := dialWS(t, addr, "/")
+	echoOnce(t, c, br, []byte("0123456789"))
+	c.Close()
+	waitFor(t, func() bool { return strings.Contains(buf.String(), `"msg":"session"`) })
+	var line struct {
+		Client, Backend, Close string
+		Status                 int
+		BytesUp                uint64  `json:"bytes_up"`
+		BytesDown              uint64  `json:"bytes_down"`
+		Duration               float64 `json:"duration_s"`
+	}
+	if err := json.Unmarshal([]byte(strings.SplitN(buf.String(), "\n", 2)[0]), &line); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(line.Client, "127.0.0.1:") || line.Backend != b.Addr() || line.Status != 101 ||
+		line.BytesUp < 10 || line.BytesDown < 10 || line.Duration <= 0 || line.Close != "client_reset" && line.Close != "done" {
+		t.Fatalf("access-log line %+v\n%s", line, buf.String())
+	}
+}
+
+// TestShutdownWaitsForTunnels: Shutdown stops accepting at once, lets a
+// tunnel finish, and returns when it has.
+func TestShutdownWaitsForTunnels(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	srv, addr := startProxy(t, []string{b.Addr()}, nil)
+	c, br := dialWS(t, addr, "/")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	waitFor(t, srv.Paused)
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Error("a new connection was accepted during shutdown")
+	}
+	echoOnce(t, c, br, []byte("still served while stopping"))
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a tunnel open", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return after the last tunnel closed")
+	}
+}
+
+// TestPauseResume: a paused server refuses connections and keeps its
+// tunnels; resumed, it accepts on the same address.
+func TestPauseResume(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	srv, addr := startProxy(t, []string{b.Addr()}, nil)
+	c, br := dialWS(t, addr, "/")
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		nc.Close()
+		t.Fatal("connected to a paused server")
+	}
+	echoOnce(t, c, br, []byte("kept"))
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	c2, br2 := dialWS(t, addr, "/")
+	echoOnce(t, c2, br2, []byte("back"))
+}
