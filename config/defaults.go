@@ -58,6 +58,15 @@ const (
 	// destroy the answer in flight (nginx lingering_timeout 5s).
 	DefaultLingerTimeout = 2 * time.Second
 
+	// DefaultCloseTimeout bounds a graceful close of a WebSocket tunnel:
+	// the wait for a frame boundary and for the peers' Close replies. A
+	// peer stalled mid-frame would otherwise hold the close open.
+	DefaultCloseTimeout = 2 * time.Second
+
+	// DefaultKeepalive is 0: wsgate sends no Ping of its own unless asked
+	// (--keepalive); the backends' own pings usually keep NATs open.
+	DefaultKeepalive = 0
+
 	// DefaultParkBytes caps, per loop, the bytes parked in chunks after
 	// partial writes; directions wait for room beyond it, so a crowd of
 	// slow readers cannot grow memory without bound.

@@ -18,6 +18,10 @@ var errClientEOF = errors.New("client closed in the middle of its request body")
 func (l *loop) stepTunnel(i int32, t *tunnel) {
 	for d := range t.dir {
 		if side, err := l.pump(i, t, d); err != nil {
+			if t.state == stClosing {
+				l.finishClosing(i, t) // a peer closed hard during the close
+				return
+			}
 			cause := causeClientReset
 			if side == sideBackend {
 				cause = causeBackendReset
@@ -25,6 +29,12 @@ func (l *loop) stepTunnel(i int32, t *tunnel) {
 			l.finish(i, cause)
 			return
 		}
+	}
+	if t.state == stClosing {
+		if closingDone(t) {
+			l.finishClosing(i, t)
+		}
+		return
 	}
 	if t.dir[dirUp].finished() && t.dir[dirDown].finished() {
 		l.finish(i, causeDone)
@@ -81,19 +91,32 @@ func (l *loop) stepLinger(i int32, t *tunnel) {
 	l.requeue(i, t)
 }
 
-// armIdle sets tunnel i's timer to its next deadline: the idle timeout from
-// its last activity, or a scheduled drain close, whichever is first.
+// armIdle sets tunnel i's timer to its next deadline: the idle timeout
+// from its last activity, the keepalive ping, or a scheduled close,
+// whichever is first.
 func (l *loop) armIdle(i int32, t *tunnel) {
 	var due uint32
 	has := false
+	earliest := func(at uint32) {
+		if !has || int32(at-due) < 0 {
+			due, has = at, true
+		}
+	}
 	if idle := l.srv.idleTicks; idle > 0 {
-		due, has = t.active+idle, true
+		earliest(t.active + idle)
 	}
 	if ex := l.exOf(t); t.state == stHTTP && ex != nil && !ex.answered {
-		due, has = t.active+l.srv.answerTicks, true
+		earliest(t.active + l.srv.answerTicks)
 	}
-	if t.closeAt != 0 && (!has || int32(t.closeAt-due) < 0) {
-		due, has = t.closeAt, true
+	if k := l.srv.keepaliveTicks; k > 0 && t.ws {
+		at := t.active + k
+		if int32(at-l.now) <= 0 {
+			at = l.now + k // pinged already: the next one an interval later
+		}
+		earliest(at)
+	}
+	if t.closeAt != 0 {
+		earliest(t.closeAt)
 	}
 	if has {
 		l.wheel.arm(i, due)
@@ -108,12 +131,20 @@ func (l *loop) idleCheck(i int32, t *tunnel) {
 		return
 	}
 	if t.closeAt != 0 && int32(l.now-t.closeAt) >= 0 {
-		l.finish(i, causeDrain)
+		l.beginClose(i, t, t.cause)
 		return
 	}
 	if idle := l.srv.idleTicks; idle > 0 && int32(l.now-(t.active+idle)) >= 0 {
-		l.finish(i, causeIdle)
+		l.beginClose(i, t, causeIdle)
 		return
+	}
+	if k := l.srv.keepaliveTicks; k > 0 && t.state == stTunnel && int32(l.now-(t.active+k)) >= 0 {
+		if l.keepalive(t) {
+			l.stepTunnel(i, t)
+			if l.tabs.at(i).state == stFree {
+				return
+			}
+		}
 	}
 	l.armIdle(i, t)
 }
@@ -145,51 +176,54 @@ func (l *loop) unlink(i int32, t *tunnel) {
 	t.bePrev, t.beNext, t.linked = none, none, false
 }
 
-// scheduleBackendCloses closes backend b's tunnels in this loop spread over
-// the window: the k-th of n at balance.Spread(k, n, spread), so that the
-// clients' reconnects arrive over the window and not as one storm.
-func (l *loop) scheduleBackendCloses(b *balance.Backend, spread time.Duration) int {
+// backendTunnels lists backend b's upgraded tunnels in this loop, from its
+// list: draining a backend never scans every tunnel.
+func (l *loop) backendTunnels(b *balance.Backend) []int32 {
 	k, ok := l.backendIdx[b]
 	if !ok {
-		return 0
+		return nil
 	}
-	return l.scheduleSlotCloses(k, spread)
-}
-
-func (l *loop) scheduleSlotCloses(k int32, spread time.Duration) int {
-	n := 0
-	for i := l.backends[k].head; i != none; i = l.tabs.at(i).beNext {
-		n++
-	}
-	// Collect first: finishing a tunnel may free the slot being walked.
-	list := make([]int32, 0, n)
+	var list []int32
 	for i := l.backends[k].head; i != none; i = l.tabs.at(i).beNext {
 		list = append(list, i)
 	}
-	for j, i := range list {
+	return list
+}
+
+// allTunnels lists every upgraded tunnel in this loop.
+func (l *loop) allTunnels() []int32 {
+	var list []int32
+	for k := range l.backends {
+		for i := l.backends[k].head; l.backends[k].refs > 0 && i != none; i = l.tabs.at(i).beNext {
+			list = append(list, i)
+		}
+	}
+	return list
+}
+
+// scheduleCloses ends the tunnels in list spread over the window from now:
+// the k-th of n at balance.Spread(k, n, spread) with jitter, so that the
+// clients' reconnects arrive over the window and not as one storm. An
+// earlier schedule wins over a later one.
+func (l *loop) scheduleCloses(list []int32, spread time.Duration, cause uint8) {
+	n := len(list)
+	for k, i := range list {
 		t := l.tabs.at(i)
-		at := l.now + ticks(balance.Spread(j, n, spread, 0.5, nil))
+		if t.state != stTunnel {
+			continue // closing already, or gone
+		}
+		at := l.now + ticks(balance.Spread(k, n, spread, 0.5, nil))
 		if at == 0 {
 			at = 1
 		}
 		if t.closeAt == 0 || int32(at-t.closeAt) < 0 {
 			t.closeAt = at
+			t.cause = cause
 		}
 		if int32(t.closeAt-l.now) <= 0 {
-			l.finish(i, causeDrain)
+			l.beginClose(i, t, t.cause)
 		} else {
 			l.armIdle(i, t)
-		}
-	}
-	return n
-}
-
-// scheduleAllCloses does the same for every tunnel of the loop (node
-// drain, graceful stop).
-func (l *loop) scheduleAllCloses(spread time.Duration) {
-	for k := range l.backends {
-		if l.backends[k].refs > 0 {
-			l.scheduleSlotCloses(int32(k), spread)
 		}
 	}
 }

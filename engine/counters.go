@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"math"
 	"sync/atomic"
 	"time"
 
@@ -20,12 +19,13 @@ const (
 	causeRejected                  // answered with one of wsgate's own errors
 	causeClientGone                // the client left before the answer
 	causeInternal                  // a syscall wsgate relies on failed
+	causeLifetime                  // the tunnel reached its maximum lifetime
 	numCauses
 )
 
 var causeNames = [numCauses]string{
 	"done", "client_reset", "backend_reset", "idle_timeout", "drain",
-	"shutdown", "rejected", "client_gone", "internal",
+	"shutdown", "rejected", "client_gone", "internal", "lifetime",
 }
 
 // CloseCauses lists the close-cause labels, in a fixed order.
@@ -41,8 +41,13 @@ type loopCounters struct {
 	spliced       atomic.Uint64 // bytes moved by splice (the rest were copied)
 	parked        atomic.Int64
 	closes        [numCauses]atomic.Uint64
-	tunnelSeconds histogram
-	_             [64]byte // keep the next loop's counters off these lines
+	// WebSocket tunnels that wsgate ended itself: with Close frames both
+	// ways (graceful), or cut because no frame boundary came in time.
+	gracefulCloses [numCauses]atomic.Uint64
+	plainCloses    [numCauses]atomic.Uint64
+	pings          atomic.Uint64 // keepalive Pings sent
+	tunnelSeconds  histogram
+	_              [64]byte // keep the next loop's counters off these lines
 }
 
 func (c *loopCounters) observeTunnel(started int64) {
@@ -142,6 +147,9 @@ type Stats struct {
 	Rejects           map[string]uint64
 	DialFailures      map[string]uint64
 	Closes            map[string]uint64
+	GracefulCloses    map[string]uint64 // by cause: ended with Close frames
+	PlainCloses       map[string]uint64 // by cause: ended without (no boundary in time, or not WebSocket)
+	KeepalivePings    uint64
 	BytesUp           uint64 // client → backend
 	BytesDown         uint64 // backend → client
 	PipesInUse        int64
@@ -153,9 +161,11 @@ type Stats struct {
 // Stats sums the loops' counters. It takes no lock any loop waits on.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		Rejects:      make(map[string]uint64, len(s.c.rejects)),
-		DialFailures: make(map[string]uint64),
-		Closes:       make(map[string]uint64, numCauses),
+		Rejects:        make(map[string]uint64, len(s.c.rejects)),
+		DialFailures:   make(map[string]uint64),
+		Closes:         make(map[string]uint64, numCauses),
+		GracefulCloses: make(map[string]uint64, numCauses),
+		PlainCloses:    make(map[string]uint64, numCauses),
 	}
 	st.HeadsPending = s.c.headsPending.Load()
 	st.Accepted = s.c.accepted.Load()
@@ -180,11 +190,11 @@ func (s *Server) Stats() Stats {
 		st.ParkedBytes += c.parked.Load()
 		for k := range c.closes {
 			st.Closes[causeNames[k]] += c.closes[k].Load()
+			st.GracefulCloses[causeNames[k]] += c.gracefulCloses[k].Load()
+			st.PlainCloses[causeNames[k]] += c.plainCloses[k].Load()
 		}
+		st.KeepalivePings += c.pings.Load()
 		c.tunnelSeconds.add(&st.TunnelDuration)
-	}
-	if math.IsNaN(st.TunnelDuration.Sum) {
-		st.TunnelDuration.Sum = 0
 	}
 	return st
 }

@@ -241,6 +241,8 @@ func TestPlainRequests(t *testing.T) {
 	}
 }
 
+// TestIdleTimeout: an idle WebSocket tunnel is ended with a Close 1001
+// frame, and closes as soon as the client answers it.
 func TestIdleTimeout(t *testing.T) {
 	testutil.CheckLeaks(t)
 	b := startEcho(t, "a")
@@ -249,14 +251,25 @@ func TestIdleTimeout(t *testing.T) {
 	echoOnce(t, c, br, []byte("x"))
 	start := time.Now()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err := br.ReadByte()
-	if err == nil {
-		t.Fatal("read a byte from an idle tunnel")
+	f, err := readFrame(br)
+	if err != nil {
+		t.Fatalf("reading the close: %v", err)
 	}
 	if d := time.Since(start); d < 500*time.Millisecond || d > 2*time.Second {
 		t.Errorf("idle tunnel closed after %v, want about 600ms", d)
 	}
-	waitFor(t, func() bool { return srv.Stats().Closes["idle_timeout"] == 1 })
+	code, reason := ws.ParseCloseFrameData(f.Payload)
+	if f.Header.OpCode != ws.OpClose || code != 1001 || !strings.Contains(reason, "idle") {
+		t.Fatalf("got %v %d %q, want Close 1001 saying idle", f.Header.OpCode, code, reason)
+	}
+	ws.WriteFrame(c, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("bytes after the Close")
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("closed %v after the Close: wsgate waited for its timeout although both peers answered", d)
+	}
+	waitFor(t, func() bool { return srv.Stats().GracefulCloses["idle_timeout"] == 1 })
 }
 
 // waitFor polls cond for up to 5 s.

@@ -305,6 +305,13 @@ func (l *loop) startTunnel(i int32, t *tunnel) {
 	ex := l.exOf(t)
 	srv := l.srv
 	t.status = 101
+	t.ws = ex.req.IsWebSocket
+	if t.ws {
+		// The frame trackers start after the heads: the backend's bytes
+		// after its 101, the client's early bytes, are frames already.
+		t.dir[dirDown].fr.scan(ex.ans.b[ex.ansLen:], false)
+		t.dir[dirUp].fr.scan(ex.head.b[ex.headLen:], false)
+	}
 	// The answer chunk already holds the 101 head and any bytes after it,
 	// in order: it becomes the downward direction's bytes in flight.
 	l.attach(&t.dir[dirDown], ex.ans)

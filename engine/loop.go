@@ -267,7 +267,7 @@ func (l *loop) step(i int32, t *tunnel) {
 		l.stepConnect(i, t)
 	case stExchange:
 		l.stepExchange(i, t)
-	case stTunnel:
+	case stTunnel, stClosing:
 		l.stepTunnel(i, t)
 	case stHTTP:
 		l.stepHTTP(i, t)
@@ -317,6 +317,8 @@ func (l *loop) timeout(i int32) {
 		l.idleCheck(i, t)
 	case stLinger:
 		l.finish(i, t.cause)
+	case stClosing:
+		l.closeTimedOut(i, t)
 	}
 }
 

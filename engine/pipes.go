@@ -12,6 +12,10 @@ type pipe struct {
 	id   int32 // index in pipePool.all
 }
 
+// maxPipesPerLoop bounds a loop's pipes so that a pipe id fits a
+// direction's 16 bits.
+const maxPipesPerLoop = 1<<16 - 2
+
 // pipePool lends pipes to a loop's tunnels while a direction has bytes in
 // flight; an idle tunnel holds none (DESIGN.md, "Tunnel phase": a pipe per
 // direction would cost ~5–8 KB of kernel memory and 4 fds per tunnel). It
@@ -36,7 +40,7 @@ func (p *pipePool) get() (*pipe, error) {
 		p.idle = p.idle[:n-1]
 		return pp, nil
 	}
-	if p.created >= p.max {
+	if p.created >= p.max || p.created >= maxPipesPerLoop {
 		return nil, nil
 	}
 	var fds [2]int

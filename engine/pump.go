@@ -7,6 +7,14 @@ import (
 const (
 	spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 	pipeBytes   = 64 << 10 // the default pipe capacity; one splice moves at most this
+
+	// spliceMin is the payload still to come in a WebSocket frame from
+	// which splice-auto splices it rather than copying: below it, three
+	// splice calls cost more than a read and a write (DESIGN.md).
+	spliceMin = 32 << 10
+
+	// maxHeader is the longest WebSocket frame header: 2 + 8 + 4 bytes.
+	maxHeader = 14
 )
 
 // pump moves bytes along direction d of an upgraded tunnel as far as the
@@ -19,6 +27,12 @@ const (
 // Backpressure: the source is read only when nothing is in flight and the
 // destination has room, so a slow reader makes wsgate hold at most one
 // pipe or one chunk for it, never more.
+//
+// On WebSocket tunnels every byte read is followed by the direction's frame
+// tracker, splice only ever moves payload whose length a header announced,
+// and a graceful close (graceful.go) stops the direction at a frame
+// boundary, sends wsgate's Close frame, and drops what the source sends
+// after it while watching for the source's own Close.
 func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 	dr := &t.dir[d]
 	src, dst := d, 1-d
@@ -59,6 +73,10 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 		}
 
 		// Nothing in flight.
+		if dr.flags&(dCloseWant|dCloseSent) == dCloseWant && dr.fr.atBoundary() {
+			l.sendClose(t, d)
+			continue
+		}
 		if dr.flags&dEOF != 0 {
 			l.dropPipe(dr)
 			if dr.flags&dShut == 0 {
@@ -73,43 +91,28 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			}
 			return -1, nil
 		}
-		if t.io[src]&canRead == 0 || t.io[dst]&canWrite == 0 {
+		if t.io[src]&canRead == 0 {
 			l.dropPipe(dr) // an idle direction holds no pipe
 			return -1, nil
 		}
-		if l.splicing(dr) {
-			p := l.pipeOf(dr)
-			if p == nil {
-				if p = l.getPipe(); p == nil {
-					if l.srv.mode == ModeSplice {
-						l.wait(i, t, d)
-						return -1, nil
-					}
-					dr.flags &^= dBurst // no pipe free: copy this burst
-					continue
-				}
-				dr.pipe = p.id + 1
+		if dr.flags&dCloseSent != 0 {
+			// After our Close: read and drop, watching for the reply.
+			if side, err := l.discard(t, d); err != nil || t.io[src]&canRead == 0 {
+				return side, err
 			}
-			// The pipe is empty here, so EAGAIN can only mean the socket
-			// is drained (DESIGN.md, "pitfalls").
-			n, err := unix.Splice(sfd, nil, p.w, nil, pipeBytes, spliceFlags)
-			if err != nil {
-				if err == unix.EAGAIN {
-					t.io[src] &^= canRead
-					dr.flags &^= dBurst
-					l.dropPipe(dr)
-					return -1, nil
-				}
-				if err == unix.EINTR {
-					continue
-				}
-				return src, err
+			continue
+		}
+		if t.io[dst]&canWrite == 0 {
+			l.dropPipe(dr)
+			return -1, nil
+		}
+		if want, limit := l.splicing(t, dr); want {
+			if side, err := l.spliceIn(i, t, d, limit); err != nil {
+				return side, err
 			}
-			if n == 0 {
-				dr.flags |= dEOF
-				continue
+			if t.io[src]&canRead == 0 || dr.flags&dWaiting != 0 {
+				return -1, nil
 			}
-			p.n = int(n)
 			continue
 		}
 
@@ -143,15 +146,171 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 		} else if l.srv.mode == ModeAuto {
 			dr.flags |= dBurst // bulk: splice the rest of this burst
 		}
-		if side, err := l.write(t, d, l.buf[:n]); err != nil {
-			return side, err
+		p := l.buf[:n]
+		var rest []byte
+		if t.ws {
+			if dr.flags&dCloseWant != 0 {
+				// Forward up to the first frame boundary only: wsgate's
+				// Close goes there, and what follows is dropped.
+				b, _ := dr.fr.scan(p, true)
+				p, rest = p[:b], p[b:]
+			} else {
+				dr.fr.scan(p, false)
+			}
 		}
-		if dr.chunk != 0 {
+		if len(p) > 0 {
+			if side, err := l.write(t, d, p); err != nil {
+				return side, err
+			}
+		}
+		if rest != nil && dr.fr.atBoundary() {
+			l.sendClose(t, d)
+			l.dropped(t, d, rest)
+		}
+		if dr.chunk != 0 && t.io[dst]&canWrite == 0 {
 			return -1, nil
 		}
 	}
 	l.requeue(i, t)
 	return -1, nil
+}
+
+// splicing reports whether the next read of dr goes through a pipe, and
+// at most how many bytes (0: no limit but the pipe's).
+func (l *loop) splicing(t *tunnel, dr *direction) (bool, int) {
+	if !t.ws {
+		switch l.srv.mode {
+		case ModeSplice:
+			return true, 0
+		case ModeCopy:
+			return false, 0
+		}
+		return dr.flags&dBurst != 0, 0
+	}
+	// A WebSocket direction splices payload only, never past its frame.
+	remain, inPayload := dr.fr.inPayload()
+	switch l.srv.mode {
+	case ModeCopy:
+		return false, 0
+	case ModeSplice:
+		return true, int(min(remain, pipeBytes)) // 0 at a header: spliceIn peeks it
+	}
+	if inPayload && (remain >= spliceMin || dr.flags&dBurst != 0) {
+		return true, int(min(remain, pipeBytes))
+	}
+	dr.flags &^= dBurst
+	return false, 0
+}
+
+// spliceIn moves up to limit bytes (or a pipe's worth) from the source
+// into the direction's pipe. In ModeSplice a WebSocket direction at a frame
+// header first peeks the header (MSG_PEEK: the bytes stay in the socket),
+// then splices it with as much of its payload as fits, and follows the
+// header's bytes from the peek.
+func (l *loop) spliceIn(i int32, t *tunnel, d int, limit int) (int, error) {
+	dr := &t.dir[d]
+	src := d
+	sfd := int(t.fd[src])
+	var hdr [maxHeader]byte
+	hlen := 0 // header bytes at the front of this splice
+	if t.ws && limit == 0 {
+		n, _, err := unix.Recvfrom(sfd, hdr[:], unix.MSG_PEEK)
+		if err != nil {
+			if err == unix.EAGAIN {
+				t.io[src] &^= canRead
+				return -1, nil
+			}
+			return src, err
+		}
+		if n == 0 {
+			dr.flags |= dEOF
+			return -1, nil
+		}
+		probe := dr.fr
+		for hlen < n && (hlen == 0 || probe.hpos != 0) {
+			probe.scan(hdr[hlen:hlen+1], false)
+			hlen++
+		}
+		if probe.hpos != 0 {
+			// Only part of a header has arrived; its rest raises a new edge.
+			t.io[src] &^= canRead
+			return -1, nil
+		}
+		limit = hlen + int(min(probe.remain, uint64(pipeBytes-hlen)))
+	}
+	p := l.pipeOf(dr)
+	if p == nil {
+		if p = l.getPipe(); p == nil {
+			if l.srv.mode == ModeSplice {
+				l.wait(i, t, d)
+			} else {
+				dr.flags &^= dBurst // no pipe free: copy this burst
+			}
+			return -1, nil
+		}
+		dr.pipe = uint16(p.id + 1)
+	}
+	if limit == 0 || limit > pipeBytes {
+		limit = pipeBytes
+	}
+	// The pipe is empty here, so EAGAIN can only mean the socket is
+	// drained (DESIGN.md, "pitfalls").
+	n, err := unix.Splice(sfd, nil, p.w, nil, limit, spliceFlags)
+	if err != nil {
+		if err == unix.EAGAIN {
+			t.io[src] &^= canRead
+			dr.flags &^= dBurst
+			l.dropPipe(dr)
+			return -1, nil
+		}
+		if err == unix.EINTR {
+			return -1, nil
+		}
+		return src, err
+	}
+	if n == 0 {
+		dr.flags |= dEOF
+		return -1, nil
+	}
+	p.n = int(n)
+	if t.ws {
+		k := min(int(n), hlen)
+		dr.fr.scan(hdr[:k], false)         // the header, as peeked
+		dr.fr.remain -= uint64(int(n) - k) // the payload, whose length it gave
+	}
+	return -1, nil
+}
+
+// discard reads direction d's source after wsgate's Close went out on it:
+// the bytes are dropped, a Close frame among them is the peer's reply.
+func (l *loop) discard(t *tunnel, d int) (int, error) {
+	dr := &t.dir[d]
+	n, err := unix.Read(int(t.fd[d]), l.buf)
+	if err != nil {
+		if err == unix.EAGAIN {
+			t.io[d] &^= canRead
+			return -1, nil
+		}
+		if err == unix.EINTR {
+			return -1, nil
+		}
+		return d, err
+	}
+	if n == 0 {
+		dr.flags |= dEOF
+		return -1, nil
+	}
+	l.dropped(t, d, l.buf[:n])
+	return -1, nil
+}
+
+// dropped follows bytes that will not be forwarded, for the Close among them.
+func (l *loop) dropped(t *tunnel, d int, p []byte) {
+	dr := &t.dir[d]
+	t.active = l.now
+	if _, closed := dr.fr.scan(p, false); closed {
+		dr.flags |= dPeerClose
+	}
 }
 
 // write sends p along direction d at once and parks what the destination
@@ -201,17 +360,6 @@ func (l *loop) flush(t *tunnel, d int) (int, error) {
 		}
 	}
 	return -1, nil
-}
-
-// splicing reports whether the next read of dr goes through a pipe.
-func (l *loop) splicing(dr *direction) bool {
-	switch l.srv.mode {
-	case ModeSplice:
-		return true
-	case ModeCopy:
-		return false
-	}
-	return dr.flags&dBurst != 0
 }
 
 // moved records n bytes delivered along direction d.

@@ -81,7 +81,13 @@ type Config struct {
 	// 0 takes the default, a negative value disables it.
 	IdleTimeout   time.Duration
 	LingerTimeout time.Duration
-	Tries         int // backends tried per request, 1..8
+	// CloseTimeout bounds a graceful close: how long wsgate waits for a
+	// frame boundary and for the peers' Close replies.
+	CloseTimeout time.Duration
+	// Keepalive pings the client of a WebSocket tunnel idle this long
+	// (0: never), so NATs and L4 balancers keep the flow.
+	Keepalive time.Duration
+	Tries     int // backends tried per request, 1..8
 
 	MaxPipes       int // 0 = sized from RLIMIT_NOFILE
 	ParkBytes      int // per loop
@@ -127,20 +133,23 @@ type Server struct {
 	next      atomic.Uint32
 	listeners []*listener
 
-	limits        handshake.Limits
-	earlyData     int
-	mode          Mode
-	tries         int
-	parkLimit     int
-	pipesPerLoop  int
-	headerTimeout time.Duration
-	connectTicks  uint32
-	answerTicks   uint32
-	idleTicks     uint32
-	lingerTicks   uint32
-	trustedNets   []netip.Prefix
-	sources       []netip.Addr
-	sourceNext    atomic.Uint32
+	limits         handshake.Limits
+	earlyData      int
+	mode           Mode
+	tries          int
+	parkLimit      int
+	pipesPerLoop   int
+	headerTimeout  time.Duration
+	connectTicks   uint32
+	answerTicks    uint32
+	idleTicks      uint32
+	lingerTicks    uint32
+	closeTicks     uint32
+	keepaliveTicks uint32
+	restarting     atomic.Bool // graceful closes say 1012 service restart
+	trustedNets    []netip.Prefix
+	sources        []netip.Addr
+	sourceNext     atomic.Uint32
 
 	addrs sync.Map // backend address → resolved
 
@@ -195,6 +204,7 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.AnswerTimeout, config.DefaultAnswerTimeout)
 	def(&cfg.IdleTimeout, config.DefaultIdleTimeout)
 	def(&cfg.LingerTimeout, config.DefaultLingerTimeout)
+	def(&cfg.CloseTimeout, config.DefaultCloseTimeout)
 	if cfg.Tries == 0 {
 		cfg.Tries = config.DefaultTries
 	}
@@ -221,23 +231,25 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		cfg:           cfg,
-		log:           log,
-		accessLog:     cfg.AccessLog,
-		c:             newServerCounters(),
-		limits:        cfg.Limits,
-		earlyData:     cfg.EarlyDataBytes,
-		mode:          cfg.Mode,
-		tries:         cfg.Tries,
-		parkLimit:     cfg.ParkBytes,
-		pipesPerLoop:  max(1, cfg.MaxPipes/cfg.Loops),
-		headerTimeout: cfg.HeaderTimeout,
-		connectTicks:  ticks(cfg.ConnectTimeout),
-		answerTicks:   ticks(cfg.AnswerTimeout),
-		lingerTicks:   ticks(cfg.LingerTimeout),
-		trustedNets:   cfg.TrustedProxies,
-		sources:       cfg.SourceAddrs,
-		quit:          make(chan struct{}),
+		cfg:            cfg,
+		log:            log,
+		accessLog:      cfg.AccessLog,
+		c:              newServerCounters(),
+		limits:         cfg.Limits,
+		earlyData:      cfg.EarlyDataBytes,
+		mode:           cfg.Mode,
+		tries:          cfg.Tries,
+		parkLimit:      cfg.ParkBytes,
+		pipesPerLoop:   max(1, cfg.MaxPipes/cfg.Loops),
+		headerTimeout:  cfg.HeaderTimeout,
+		connectTicks:   ticks(cfg.ConnectTimeout),
+		answerTicks:    ticks(cfg.AnswerTimeout),
+		lingerTicks:    ticks(cfg.LingerTimeout),
+		closeTicks:     ticks(cfg.CloseTimeout),
+		keepaliveTicks: ticks(cfg.Keepalive),
+		trustedNets:    cfg.TrustedProxies,
+		sources:        cfg.SourceAddrs,
+		quit:           make(chan struct{}),
 	}
 	if cfg.IdleTimeout > 0 {
 		s.idleTicks = ticks(cfg.IdleTimeout)
@@ -397,42 +409,64 @@ func (s *Server) Paused() bool {
 	return s.paused
 }
 
-// DrainAll schedules every tunnel to close, spread evenly over spread from
-// now (node drain at its deadline, graceful stop).
-func (s *Server) DrainAll(spread time.Duration) {
+// DrainAll ends every tunnel gracefully, spread evenly over spread from
+// now (node drain at its deadline).
+func (s *Server) DrainAll(spread time.Duration) { s.closeAll(spread, causeDrain) }
+
+func (s *Server) closeAll(spread time.Duration, cause uint8) {
 	for _, l := range s.loops {
-		l.post(func(l *loop) { l.scheduleAllCloses(spread) })
+		l.post(func(l *loop) { l.scheduleCloses(l.allTunnels(), spread, cause) })
 	}
 }
 
-// drainBackend is the pool's DrainFunc: b's deadline passed; close its
+// SetRestarting makes graceful closes from now on say 1012 (service
+// restart) instead of 1001 (going away): clients may reconnect at once.
+func (s *Server) SetRestarting(v bool) { s.restarting.Store(v) }
+
+// drainBackend is the pool's DrainFunc: b's deadline passed; end its
 // tunnels spread over the window. Each loop spreads its own share evenly,
 // so the union is even too.
 func (s *Server) drainBackend(b *balance.Backend, spread time.Duration) {
 	for _, l := range s.loops {
-		l.post(func(l *loop) { l.scheduleBackendCloses(b, spread) })
+		l.post(func(l *loop) { l.scheduleCloses(l.backendTunnels(b), spread, causeDrain) })
 	}
 }
 
-// Shutdown stops accepting and waits until every tunnel has ended or ctx
-// is done; then it closes what is left.
-func (s *Server) Shutdown(ctx context.Context) error {
+// Shutdown stops accepting and waits for the tunnels to end on their own.
+// If ctx is done first, it ends the rest gracefully — WebSocket tunnels
+// with Close frames (1001, or 1012 after SetRestarting) spread over
+// spread, others at once — waits for those closes, and then closes
+// whatever is left. It returns ctx's error when the tunnels did not all
+// end on their own.
+func (s *Server) Shutdown(ctx context.Context, spread time.Duration) error {
 	s.Pause()
+	if s.waitIdle(ctx.Done()) {
+		return s.Close()
+	}
+	s.closeAll(spread, causeShutdown)
+	done := make(chan struct{})
+	timer := time.AfterFunc(spread+s.cfg.CloseTimeout+time.Second, func() { close(done) })
+	defer timer.Stop()
+	s.waitIdle(done)
+	s.Close()
+	return ctx.Err()
+}
+
+// waitIdle waits until the server holds no connection, or stop closes;
+// it reports whether the server went idle.
+func (s *Server) waitIdle(stop <-chan struct{}) bool {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		st := s.Stats()
-		if st.TunnelsActive == 0 && st.HeadsPending == 0 && s.held() == 0 {
-			break
+		if s.c.headsPending.Load() == 0 && s.held() == 0 {
+			return true
 		}
 		select {
-		case <-ctx.Done():
-			s.Close()
-			return ctx.Err()
+		case <-stop:
+			return false
 		case <-t.C:
 		}
 	}
-	return s.Close()
 }
 
 // held counts the connections the loops hold in any state.

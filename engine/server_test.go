@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/wsgate/wsgate/internal/testutil"
 )
 
@@ -101,7 +103,7 @@ func TestShutdownWaitsForTunnels(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		done <- srv.Shutdown(ctx)
+		done <- srv.Shutdown(ctx, time.Second)
 	}()
 	waitFor(t, srv.Paused)
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -144,4 +146,34 @@ func TestPauseResume(t *testing.T) {
 	}
 	c2, br2 := dialWS(t, addr, "/")
 	echoOnce(t, c2, br2, []byte("back"))
+}
+
+// TestShutdownEndsTunnelsGracefully: when the drain time is over, the
+// tunnels left get a Close frame, 1012 when restarting.
+func TestShutdownEndsTunnelsGracefully(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	srv, addr := startProxy(t, []string{b.Addr()}, nil)
+	c, br := dialWS(t, addr, "/")
+	srv.SetRestarting(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx, 100*time.Millisecond) }()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := readFrame(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, reason := ws.ParseCloseFrameData(f.Payload)
+	if f.Header.OpCode != ws.OpClose || code != 1012 {
+		t.Fatalf("got %v %d %q, want Close 1012", f.Header.OpCode, code, reason)
+	}
+	ws.WriteFrame(c, ws.MaskFrame(ws.NewCloseFrame(f.Payload)))
+	if err := <-done; err != context.DeadlineExceeded {
+		t.Fatalf("Shutdown returned %v, want the deadline", err)
+	}
+	if n := srv.Stats().GracefulCloses["shutdown"]; n != 1 {
+		t.Errorf("%d graceful shutdown closes counted", n)
+	}
 }

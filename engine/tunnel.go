@@ -22,6 +22,7 @@ const (
 	stTunnel           // upgraded: bytes both ways until both ends finish
 	stHTTP             // plain request: exact body up, the answer down, then close
 	stLinger           // answer flushed to the client, then its input discarded until EOF
+	stClosing          // a WebSocket tunnel ending with Close frames (graceful.go)
 )
 
 // Per-socket readiness bits, set from epoll events (edge-triggered) and
@@ -34,10 +35,13 @@ const (
 
 // Direction flags.
 const (
-	dEOF     uint8 = 1 << iota // the source said EOF
-	dShut                      // shutdown(SHUT_WR) done on the destination
-	dBurst                     // splice-auto: a read filled the buffer, splice the rest of the burst
-	dWaiting                   // queued for a pipe or for park room
+	dEOF       uint8 = 1 << iota // the source said EOF
+	dShut                        // shutdown(SHUT_WR) done on the destination
+	dBurst                       // splice-auto: a read filled the buffer, splice the rest of the burst
+	dWaiting                     // queued for a pipe or for park room
+	dCloseWant                   // graceful close: send our Close frame at the next frame boundary
+	dCloseSent                   // our Close is queued: the source's further bytes are read and dropped
+	dPeerClose                   // the source sent a Close frame after ours (its reply)
 )
 
 // direction is one way through a tunnel. Idle, it holds no pipe and no
@@ -46,8 +50,9 @@ const (
 // holds no pointer at all, so the Go garbage collector never scans the
 // tunnel pages, however many tunnels a node holds.
 type direction struct {
-	pipe  int32 // loop.pipes id + 1
-	chunk int32 // loop.chunks index + 1
+	fr    frames // WebSocket frame boundaries (upgraded websocket tunnels only)
+	chunk int32  // loop.chunks index + 1
+	pipe  uint16 // loop.pipes id + 1 (a loop lends at most maxPipesPerLoop)
 	flags uint8
 }
 
@@ -92,7 +97,8 @@ type tunnel struct {
 	queued bool     // in the loop's ready queue
 	leased bool     // holds an active slot on its backend to release
 	linked bool     // on its backend's list (upgraded tunnels)
-	cause  uint8    // why it closed, for the access log and metrics
+	ws     bool     // a WebSocket tunnel: its directions track frames
+	cause  uint8    // why it closes, for the access log and metrics
 	dir    [2]direction
 
 	// timer wheel
