@@ -106,7 +106,8 @@ type Config struct {
 	SlowStart   time.Duration // ramp of a recovered or added backend's weight; 0 = off (hash ignores it, as nginx Plus)
 	// HashKey is what the engine hashes under the hash policy: "ip" (the
 	// client address, the default), "header:NAME", "cookie:NAME" or
-	// "query:NAME" (socket.io's "query:sid"). The pool only validates it;
+	// "query:NAME". (Hashing socket.io's sid does not keep a session on one
+	// backend: its first request has no sid yet.) The pool only validates it;
 	// the engine extracts the key and passes it to Pick.
 	HashKey  string
 	Health   HealthCheck

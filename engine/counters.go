@@ -152,6 +152,7 @@ type Stats struct {
 	KeepalivePings    uint64
 	BytesUp           uint64 // client → backend
 	BytesDown         uint64 // backend → client
+	BytesSpliced      uint64 // of both, moved by splice(2) without a copy
 	PipesInUse        int64
 	ParkedBytes       int64
 	TunnelDuration    Histogram
@@ -186,6 +187,7 @@ func (s *Server) Stats() Stats {
 		st.TunnelsTotal += c.tunnelsTotal.Load()
 		st.BytesUp += c.bytes[dirUp].Load()
 		st.BytesDown += c.bytes[dirDown].Load()
+		st.BytesSpliced += c.spliced.Load()
 		st.PipesInUse += c.pipes.Load()
 		st.ParkedBytes += c.parked.Load()
 		for k := range c.closes {

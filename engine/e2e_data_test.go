@@ -89,6 +89,11 @@ func TestBulkBothWays(t *testing.T) {
 			if st.BytesUp < total || st.BytesDown < total {
 				t.Errorf("counters: up %d down %d, want ≥ %d each", st.BytesUp, st.BytesDown, total)
 			}
+			// Bulk is spliced unless copying is forced: 256 KiB frames
+			// announce payloads far above spliceMin.
+			if m == ModeCopy && st.BytesSpliced != 0 || m != ModeCopy && st.BytesSpliced < total {
+				t.Errorf("%s: %d of %d bytes spliced", m, st.BytesSpliced, st.BytesUp+st.BytesDown)
+			}
 		})
 	}
 }
@@ -272,4 +277,23 @@ func TestBackendClosesMidStream(t *testing.T) {
 	if string(rest) != "partial" {
 		t.Fatalf("client got %q before the close", rest)
 	}
+}
+
+// TestConcurrentDialsFromLoops: several loops dial one backend at once.
+// Under -race this caught loops sharing a cached unix.Sockaddr, which
+// unix.Connect writes into.
+func TestConcurrentDialsFromLoops(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	_, addr := startProxy(t, []string{b.Addr()}, func(c *Config) { c.Loops = 2 })
+	var wg sync.WaitGroup
+	for k := 0; k < 64; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, br := dialWS(t, addr, "/")
+			echoOnce(t, c, br, []byte("together"))
+		}()
+	}
+	wg.Wait()
 }

@@ -108,7 +108,7 @@ func (l *loop) dial(i int32, t *tunnel) {
 		ex.tries++
 		l.takeLease(t, lease)
 
-		sa, family, err := srv.resolve(b.Addr())
+		sa, family, err := l.resolve(b.Addr())
 		if err != nil {
 			srv.log.Warn("backend address does not resolve", "backend", b.Addr(), "err", err)
 			l.failDial(t, balance.FailError)

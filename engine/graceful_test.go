@@ -231,4 +231,113 @@ func testGracefulDrain(t *testing.T, mode Mode) {
 		t.Errorf("last close %v after the call", times[n-1])
 	}
 	waitFor(t, func() bool { return srv.Stats().GracefulCloses["drain"] == n })
+	st := srv.Stats()
+	if (mode == ModeCopy) != (st.BytesSpliced == 0) {
+		t.Errorf("%s mode spliced %d of %d bytes", mode, st.BytesSpliced, st.BytesUp+st.BytesDown)
+	}
+}
+
+// TestKeepalive: an idle tunnel's client gets Pings; its Pong reaches the
+// backend; a client that stays silent is closed with Close 1001 at the
+// idle timeout.
+func TestKeepalive(t *testing.T) {
+	testutil.CheckLeaks(t)
+	got := make(chan ws.OpCode, 10)
+	rb := startRawBackend(t, true, func(c net.Conn, br *bufio.Reader) {
+		for {
+			h, err := ws.ReadHeader(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.CopyN(io.Discard, br, h.Length); err != nil {
+				return
+			}
+			got <- h.OpCode
+			if h.OpCode == ws.OpClose {
+				ws.WriteFrame(c, ws.NewCloseFrame(nil))
+				return
+			}
+		}
+	})
+	srv, addr := startProxy(t, []string{rb.Addr()}, func(c *Config) {
+		c.Keepalive = 300 * time.Millisecond
+		c.IdleTimeout = 1500 * time.Millisecond
+	})
+	c, br := dialWS(t, addr, "/")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	f, err := readFrame(br)
+	if err != nil || f.Header.OpCode != ws.OpPing || string(f.Payload) != "wsgate" {
+		t.Fatalf("want a Ping, got %v %q, %v", f.Header.OpCode, f.Payload, err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 1200*time.Millisecond {
+		t.Errorf("first Ping after %v, want about 300ms", d)
+	}
+	ws.WriteFrame(c, ws.MaskFrame(ws.NewPongFrame(f.Payload)))
+	select {
+	case op := <-got:
+		if op != ws.OpPong {
+			t.Fatalf("backend got %v, want the client's Pong", op)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the Pong did not reach the backend")
+	}
+	// Now silent: more Pings, then a Close 1001 at the idle timeout,
+	// counted from the Pong (the Pings themselves are not activity).
+	pongAt := time.Now()
+	pings := 0
+	for {
+		f, err := readFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Header.OpCode == ws.OpPing {
+			pings++
+			continue
+		}
+		code, _ := ws.ParseCloseFrameData(f.Payload)
+		if f.Header.OpCode != ws.OpClose || code != 1001 {
+			t.Fatalf("got %v %d, want Close 1001", f.Header.OpCode, code)
+		}
+		break
+	}
+	if d := time.Since(pongAt); d < 1300*time.Millisecond || d > 3*time.Second {
+		t.Errorf("closed %v after the last Pong, want about the 1.5s idle timeout", d)
+	}
+	if pings < 2 {
+		t.Errorf("%d Pings while silent, want several", pings)
+	}
+	if n := srv.Stats().KeepalivePings; n < 3 {
+		t.Errorf("%d keepalive pings counted", n)
+	}
+}
+
+// TestCloseStalledMidFrame: a client stalled in the middle of a frame gives
+// its direction no boundary; at the close timeout the tunnel is closed
+// plainly, and counted as such.
+func TestCloseStalledMidFrame(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	srv, addr := startProxy(t, []string{b.Addr()}, func(c *Config) { c.CloseTimeout = 500 * time.Millisecond })
+	c, br := dialWS(t, addr, "/")
+	// A frame header announcing 1000 bytes, and only 10 of them.
+	ws.WriteHeader(c, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: 1000, Masked: true})
+	c.Write(make([]byte, 10))
+	time.Sleep(100 * time.Millisecond)
+	srv.DrainAll(0)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	// The client's own direction (backend→client) is at a boundary: it
+	// still gets its Close; then the connection is cut at the timeout.
+	f, err := readFrame(br)
+	if err != nil || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("want a Close, got %v, %v", f.Header.OpCode, err)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("bytes after the Close")
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 2*time.Second {
+		t.Errorf("cut %v after the drain, want about the 500ms close timeout", d)
+	}
+	waitFor(t, func() bool { return srv.Stats().PlainCloses["drain"] == 1 })
 }

@@ -8,9 +8,11 @@ import (
 )
 
 // hashKey is where the hash policy's key comes from (balance.Config's
-// HashKey): the client address, or a header, cookie or query parameter —
-// socket.io's "query:sid", so that a session's long-polls and its upgrade
-// reach the backend that issued the sid.
+// HashKey): the client address, or a header, cookie or query parameter.
+// Note that socket.io cannot be kept on one backend by hashing its sid:
+// the first long-poll carries no sid yet, so it is hashed differently from
+// the session's later requests (test/interop shows 6-7 of 10 sessions
+// failing); socket.io needs cookie stickiness or hashing by client address.
 type hashKey struct {
 	source uint8 // keyIP, keyHeader, keyCookie, keyQuery
 	name   []byte

@@ -34,9 +34,10 @@ type loop struct {
 	ready  []int32 // tunnels with work left after their per-readiness budget
 	buf    []byte  // the loop's one copy buffer
 	pipes  pipePool
-	parked int      // bytes in chunks of this loop's directions
-	waits  []int32  // directions waiting for a pipe or park room, FIFO
-	key    [16]byte // scratch for a hash key
+	parked int                 // bytes in chunks of this loop's directions
+	waits  []int32             // directions waiting for a pipe or park room, FIFO
+	key    [16]byte            // scratch for a hash key
+	addrs  map[string]resolved // backend socket addresses, this loop's own
 
 	// side tables (tables.go): what tunnels borrow, by index
 	chunks      []*chunk
@@ -86,6 +87,7 @@ func newLoop(id int, srv *Server) (*loop, error) {
 		events:     make([]unix.EpollEvent, 256),
 		buf:        make([]byte, copyBufSize),
 		backendIdx: make(map[*balance.Backend]int32),
+		addrs:      make(map[string]resolved),
 		start:      time.Now(),
 		c:          &loopCounters{},
 		done:       make(chan struct{}),
@@ -326,4 +328,32 @@ func (l *loop) timeout(i int32) {
 // fires early.
 func ticks(d time.Duration) uint32 {
 	return uint32((d + tick - 1) / tick)
+}
+
+// resolved is a backend's socket address as connect(2) takes it. Each loop
+// keeps its own: unix.Connect writes into the Sockaddr it is given (its raw
+// form), so one shared between loops would be written by two at once.
+type resolved struct {
+	sa     unix.Sockaddr
+	family int
+}
+
+// resolve returns the socket address of backend addr.
+func (l *loop) resolve(addr string) (unix.Sockaddr, int, error) {
+	if r, ok := l.addrs[addr]; ok {
+		return r.sa, r.family, nil
+	}
+	ap, err := l.srv.lookup(addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	r := resolved{sa: sockaddr(ap), family: unix.AF_INET6}
+	if ap.Addr().Is4() {
+		r.family = unix.AF_INET
+	}
+	if len(l.addrs) > 4096 {
+		clear(l.addrs) // backends come and go: never grow without bound
+	}
+	l.addrs[addr] = r
+	return r.sa, r.family, nil
 }

@@ -136,6 +136,7 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			dr.flags |= dEOF
 			continue
 		}
+		t.active = l.now
 		if n < len(l.buf) {
 			// A short read drained the socket: any later byte raises a
 			// new edge. Only a FIN that came with the data would not, and
@@ -273,6 +274,7 @@ func (l *loop) spliceIn(i int32, t *tunnel, d int, limit int) (int, error) {
 		return -1, nil
 	}
 	p.n = int(n)
+	t.active = l.now
 	if t.ws {
 		k := min(int(n), hlen)
 		dr.fr.scan(hdr[:k], false)         // the header, as peeked
@@ -362,10 +364,11 @@ func (l *loop) flush(t *tunnel, d int) (int, error) {
 	return -1, nil
 }
 
-// moved records n bytes delivered along direction d.
+// moved records n bytes delivered along direction d. Activity, for the
+// idle timeout, is counted where bytes are read from a peer, not here:
+// wsgate's own Pings must not keep a silent tunnel alive.
 func (l *loop) moved(t *tunnel, d int, n int) {
 	t.bytes[d] += uint64(n)
-	t.active = l.now
 	l.c.bytes[d].Add(uint64(n))
 }
 

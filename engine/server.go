@@ -487,29 +487,20 @@ func (s *Server) nextLoop() *loop {
 	return s.loops[int(s.next.Add(1))%len(s.loops)]
 }
 
-// resolve returns the socket address of a backend, resolved once and
-// cached (a hostname is looked up on first use only; reload re-resolves).
-type resolved struct {
-	sa     unix.Sockaddr
-	family int
-}
-
-func (s *Server) resolve(addr string) (unix.Sockaddr, int, error) {
+// lookup returns a backend's address, resolved once and cached (a
+// hostname is looked up on first use only).
+func (s *Server) lookup(addr string) (netip.AddrPort, error) {
 	if v, ok := s.addrs.Load(addr); ok {
-		r := v.(resolved)
-		return r.sa, r.family, nil
+		return v.(netip.AddrPort), nil
 	}
 	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
-		return nil, 0, err
+		return netip.AddrPort{}, err
 	}
 	ap := ta.AddrPort()
-	r := resolved{sa: sockaddr(ap), family: unix.AF_INET6}
-	if ap.Addr().Unmap().Is4() {
-		r.family = unix.AF_INET
-	}
-	s.addrs.Store(addr, r)
-	return r.sa, r.family, nil
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	s.addrs.Store(addr, ap)
+	return ap, nil
 }
 
 // sourceAddr returns the next source address of the family to bind a

@@ -33,13 +33,11 @@ const (
 	stopTimeout   = 3 * time.Second  // a backend exiting after SIGTERM
 )
 
-// gateLoops is the engine's splice loops here. One, because with more the
-// race detector flags a data race in the engine (reported, not ours to
-// fix): Server.resolve caches one unix.Sockaddr per backend and
-// unix.Connect writes that value's raw field, so two loops dialing the
-// same backend at once — socket.io's concurrent poll, POST and websocket
-// probe do — write it together. Back to 0 (one per CPU) once fixed.
-const gateLoops = 1
+// gateLoops is the engine's splice loops here: 0, one per CPU, so that a
+// session's concurrent requests (socket.io's poll, POST and websocket
+// probe) are dialed from several loops at once, which is how the race
+// detector once caught loops sharing a cached backend address.
+const gateLoops = 0
 
 // pinned are the npm packages the scripts use; needNode checks that
 // node_modules holds the versions package.json pins.
