@@ -5,6 +5,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,11 +13,9 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"github.com/gobwas/ws"
 )
 
 // IdleConfig is an idle run: open Conns tunnels at Rate per second, hold
@@ -26,10 +25,12 @@ type IdleConfig struct {
 	Conns       int           // tunnels to open
 	Rate        float64       // new tunnels per second
 	Hold        time.Duration // how long to hold them before measuring
-	PID         int           // target process to measure; 0 = none
+	PID         int           // target process to measure, with its children; 0 = none
 	SourceAddrs []netip.Addr  // local addresses to dial from, in turn
 	Timeout     time.Duration // bound on the whole run
-	Progress    func(opened int)
+	// Settle is how long the target rests after the warm-up; 0 = 4 s.
+	Settle   time.Duration
+	Progress func(opened int)
 }
 
 // IdleResult is what an idle run measured.
@@ -57,6 +58,9 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleResult, error) {
 	if cfg.Rate <= 0 {
 		cfg.Rate = 1000
 	}
+	if err := checkFDs(cfg.Conns); err != nil {
+		return IdleResult{}, err
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Duration(float64(cfg.Conns)/cfg.Rate*float64(time.Second))*3 + cfg.Hold + time.Minute
 	}
@@ -77,7 +81,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleResult, error) {
 		return res, err
 	}
 	if cfg.PID > 0 {
-		if before, err = ReadProcMem(cfg.PID); err != nil {
+		if before, err = ReadTreeMem(cfg.PID); err != nil {
 			return res, err
 		}
 		kBefore, _ = ReadKernelMem()
@@ -143,7 +147,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleResult, error) {
 	res.HandshakeP99ms = float64(hist.ValueAtQuantile(99)) / 1000
 	res.HandshakeMaxMs = float64(hist.Max()) / 1000
 	if cfg.PID > 0 {
-		after, err := ReadProcMem(cfg.PID)
+		after, err := ReadTreeMem(cfg.PID)
 		if err != nil {
 			return res, err
 		}
@@ -183,7 +187,7 @@ func warmUp(ctx context.Context, cfg IdleConfig, n int) error {
 	}
 	conns = nil
 	select {
-	case <-time.After(settleTime):
+	case <-time.After(cmp.Or(cfg.Settle, settleTime)):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -193,42 +197,3 @@ func warmUp(ctx context.Context, cfg IdleConfig, n int) error {
 // settleTime is how long the target gets after the warm-up (wsgate
 // returns a burst's transient memory 2 s after it ends).
 const settleTime = 4 * time.Second
-
-// dial opens one WebSocket, from src when set.
-func dial(ctx context.Context, target string, src netip.Addr) (net.Conn, error) {
-	d := ws.Dialer{Timeout: 10 * time.Second}
-	if src.IsValid() {
-		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 10 * time.Second}
-		d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return nd.DialContext(ctx, network, addr)
-		}
-	}
-	c, br, _, err := d.Dial(ctx, target)
-	if err != nil {
-		return nil, err
-	}
-	if br != nil {
-		ws.PutReader(br)
-	}
-	return c, nil
-}
-
-func sourceFor(addrs []netip.Addr, i int) netip.Addr {
-	if len(addrs) == 0 {
-		return netip.Addr{}
-	}
-	return addrs[i%len(addrs)]
-}
-
-// describeDialError names the limit a failure hit, when it is one.
-func describeDialError(err error) string {
-	switch {
-	case errors.Is(err, syscall.EMFILE):
-		return fmt.Sprintf("%v (this process's fd limit, RLIMIT_NOFILE, is reached)", err)
-	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Sprintf("%v (ephemeral ports exhausted: use more --source-addrs)", err)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Sprintf("%v (target refused)", err)
-	}
-	return err.Error()
-}

@@ -85,19 +85,9 @@ func ReadKernelMem() (KernelMem, error) {
 
 // CPUSeconds is a process's user+system CPU time from /proc/PID/stat.
 func CPUSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
-		return 0, fmt.Errorf("target process %d: %w", pid, err)
-	}
-	// The command name may hold spaces; fields start after its ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return 0, err
 	}
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
@@ -106,3 +96,133 @@ func CPUSeconds(pid int) (float64, error) {
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
 const clockTicks = 100
+
+// Tree is a process and its descendants: nginx and HAProxy serve from
+// workers under a master, so their cost is the sum over the tree.
+func Tree(pid int) ([]int, error) {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		return nil, fmt.Errorf("target process %d: %w", pid, err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	parent := make(map[int]int, len(ents))
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp, ok := parentOf(p); ok {
+			parent[p] = pp
+		}
+	}
+	out := []int{pid}
+	for changed := true; changed; {
+		changed = false
+		for p, pp := range parent {
+			if contains(out, pp) && !contains(out, p) {
+				out = append(out, p)
+				changed = true
+			}
+		}
+	}
+	return out, nil
+}
+
+func contains(s []int, x int) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// statFields reads /proc/PID/stat and returns the fields after the
+// command name (which may hold spaces): [0] is the state, [1] the ppid.
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, fmt.Errorf("target process %d: %w", pid, err)
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return f, nil
+}
+
+func parentOf(pid int) (int, bool) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, false
+	}
+	pp, err := strconv.Atoi(f[1])
+	return pp, err == nil
+}
+
+// TreeCPUSeconds is the user+system CPU time of pid and its descendants.
+func TreeCPUSeconds(pid int) (float64, error) {
+	pids, err := Tree(pid)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, p := range pids {
+		s, err := CPUSeconds(p)
+		if err != nil && p == pid {
+			return 0, err
+		}
+		sum += s
+	}
+	return sum, nil
+}
+
+// ReadTreeMem sums VmRSS and RssAnon over pid and its descendants.
+func ReadTreeMem(pid int) (ProcMem, error) {
+	pids, err := Tree(pid)
+	if err != nil {
+		return ProcMem{}, err
+	}
+	var sum ProcMem
+	for _, p := range pids {
+		m, err := ReadProcMem(p)
+		if err != nil && p == pid {
+			return ProcMem{}, err
+		}
+		sum.RSS += m.RSS
+		sum.RSSAnon += m.RSSAnon
+	}
+	return sum, nil
+}
+
+// cpuMeter measures the CPU a target tree spends between start and stop;
+// with pid 0 it measures nothing.
+type cpuMeter struct {
+	pid int
+	t0  float64
+}
+
+func startCPU(pid int) (cpuMeter, error) {
+	m := cpuMeter{pid: pid}
+	if pid <= 0 {
+		return m, nil
+	}
+	var err error
+	m.t0, err = TreeCPUSeconds(pid)
+	return m, err
+}
+
+func (m cpuMeter) stop() (float64, error) {
+	if m.pid <= 0 {
+		return 0, nil
+	}
+	t1, err := TreeCPUSeconds(m.pid)
+	return t1 - m.t0, err
+}

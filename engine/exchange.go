@@ -305,7 +305,7 @@ func (l *loop) startTunnel(i int32, t *tunnel) {
 	ex := l.exOf(t)
 	srv := l.srv
 	t.status = 101
-	t.ws = ex.req.IsWebSocket
+	t.ws = ex.req.IsWebSocket && !srv.cfg.frameless
 	if t.ws {
 		// The frame trackers start after the heads: the backend's bytes
 		// after its 101, the client's early bytes, are frames already.

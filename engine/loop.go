@@ -49,7 +49,8 @@ type loop struct {
 	backendIdx  map[*balance.Backend]int32
 
 	start time.Time
-	now   uint32 // ticks since start
+	now   uint32       // ticks since start
+	tid   atomic.Int32 // the loop's OS thread, for per-loop CPU accounting
 	c     *loopCounters
 
 	done chan struct{}
@@ -120,6 +121,7 @@ func (l *loop) clock() uint32 { return uint32(time.Since(l.start) / tick) }
 
 func (l *loop) run() {
 	runtime.LockOSThread()
+	l.tid.Store(int32(unix.Gettid()))
 	defer close(l.done)
 	for {
 		timeout := int(tick / time.Millisecond)

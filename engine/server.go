@@ -106,6 +106,10 @@ type Config struct {
 
 	Logger    *slog.Logger // nil: discard
 	AccessLog *slog.Logger // nil: no access log
+
+	// frameless tunnels WebSocket upgrades as plain bytes, without frame
+	// tracking: only for the benchmark that measures what tracking costs.
+	frameless bool
 }
 
 // Route is where a request goes and how its head is rewritten.

@@ -49,6 +49,7 @@ func newApp() *cli.App {
 			demoCommand(),
 			echoCommand(),
 			benchCommand(),
+			ctlCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

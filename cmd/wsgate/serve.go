@@ -24,7 +24,7 @@ func serveCommand() *cli.Command {
 		Name:      "serve",
 		Usage:     "run the proxy",
 		UsageText: "wsgate serve --listen :8080 --backend 127.0.0.1:8010 --backend 127.0.0.1:8011",
-		Flags:     serveFlags(),
+		Flags:     append(serveFlags(), adminFlags()...),
 		OnUsageError: func(c *cli.Context, err error, sub bool) error {
 			return usageError(c, err, sub)
 		},
@@ -66,6 +66,7 @@ type serveOptions struct {
 	pool      balance.Config
 	logLevel  slog.Level
 	accessLog string
+	admin     adminOptions
 	// ready, when set, is called once the proxy listens.
 	ready func(*engine.Server)
 }
@@ -153,6 +154,11 @@ func serveOptionsFrom(c *cli.Context) (*serveOptions, error) {
 		return nil, badFlag("log-level", c.String("log-level"), fmt.Errorf("want debug, info, warn or error"))
 	}
 	o.accessLog = c.String("access-log")
+	admin, err := adminOptionsFrom(c)
+	if err != nil {
+		return nil, err
+	}
+	o.admin = admin
 	return o, nil
 }
 
@@ -178,6 +184,11 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	stopAdmin, err := startAdmin(ctx, o.admin, srv, pool, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -197,7 +208,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer) error {
 	log.Info("stopping: no new connections; waiting for tunnels to end", "timeout", config.DefaultDrainDeadline.String())
 	sctx, cancel := context.WithTimeout(context.Background(), config.DefaultDrainDeadline)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx, config.DefaultDrainSpread); err != nil {
 		log.Warn("stopped with tunnels still open; they were closed", "err", err)
 	}
 	return nil

@@ -1,0 +1,361 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/wsgate/wsgate/balance"
+	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/internal/testutil"
+	"github.com/wsgate/wsgate/internal/wsecho"
+)
+
+// fakeEngine records what the admin server asks of the engine.
+type fakeEngine struct {
+	mu       sync.Mutex
+	stats    engine.Stats
+	paused   bool
+	pauses   int
+	resumes  int
+	drains   []drainAllCall
+	pauseErr error
+}
+
+type drainAllCall struct {
+	at     time.Time
+	spread time.Duration
+}
+
+func (f *fakeEngine) Stats() engine.Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+func (f *fakeEngine) Pause() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pauseErr != nil {
+		return f.pauseErr
+	}
+	f.paused = true
+	f.pauses++
+	return nil
+}
+
+func (f *fakeEngine) Resume() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paused = false
+	f.resumes++
+	return nil
+}
+
+func (f *fakeEngine) Paused() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.paused
+}
+
+func (f *fakeEngine) DrainAll(spread time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.drains = append(f.drains, drainAllCall{time.Now(), spread})
+}
+
+func (f *fakeEngine) drainCalls() []drainAllCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]drainAllCall(nil), f.drains...)
+}
+
+// newPool makes a pool over addresses nothing dials (no active checks).
+func newPool(t testing.TB, addrs ...string) *balance.Pool {
+	t.Helper()
+	var bcs []balance.BackendConfig
+	for _, a := range addrs {
+		bcs = append(bcs, balance.BackendConfig{Addr: a})
+	}
+	p, err := balance.NewPool(balance.Config{Backends: bcs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func pools(nps ...NamedPool) func() []NamedPool {
+	return func() []NamedPool { return nps }
+}
+
+// startServer serves cfg on 127.0.0.1:0 (a fake engine and one pool with
+// two backends unless cfg says otherwise) and returns a client for it.
+func startServer(t testing.TB, cfg Config) (*Server, *client) {
+	t.Helper()
+	if cfg.Engine == nil {
+		cfg.Engine = &fakeEngine{}
+	}
+	if cfg.Pools == nil {
+		cfg.Pools = pools(NamedPool{DefaultPool, newPool(t, "127.0.0.1:8010", "127.0.0.1:8011")})
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, newClient(t, "http://"+s.Addr().String(), cfg.Token)
+}
+
+// client is an HTTP client for one admin server.
+type client struct {
+	t     testing.TB
+	base  string
+	token string
+	hc    *http.Client
+}
+
+func newClient(t testing.TB, base, token string) *client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &client{t: t, base: base, token: token, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+}
+
+type answer struct {
+	code   int
+	body   []byte
+	header http.Header
+}
+
+// json decodes the answer into v, failing the test if it is not JSON.
+func (a answer) json(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(a.body, v); err != nil {
+		t.Fatalf("answer %d is not the JSON expected (%v):\n%s", a.code, err, a.body)
+	}
+}
+
+// apiErr decodes an error answer.
+func (a answer) apiErr(t testing.TB) apiError {
+	t.Helper()
+	var e apiError
+	a.json(t, &e)
+	if e.Error == "" {
+		t.Fatalf("error answer %d without an error message: %s", a.code, a.body)
+	}
+	if ct := a.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("error answer Content-Type %q", ct)
+	}
+	return e
+}
+
+func (c *client) do(method, path string, body any, hdr ...string) answer {
+	c.t.Helper()
+	var rb io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rb = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		rb = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, c.base+path, rb)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return answer{resp.StatusCode, data, resp.Header}
+}
+
+func (c *client) get(path string) answer { return c.do("GET", path, nil) }
+
+func (c *client) post(path string) answer { return c.do("POST", path, nil) }
+
+// expect checks an answer's status.
+func expect(t testing.TB, a answer, code int, what string) {
+	t.Helper()
+	if a.code != code {
+		t.Fatalf("%s: status %d, want %d\n%s", what, a.code, code, a.body)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ---- a real proxy
+
+var warmOnce sync.Once
+
+// warmNetpoll starts netpoll's process-wide pollers (they live as long as
+// the process) before a leak check counts goroutines: an engine started
+// and closed once does it with the engine's own netpoll settings.
+func warmNetpoll(t testing.TB) {
+	warmOnce.Do(func() {
+		p, err := balance.NewPool(balance.Config{Backends: []balance.BackendConfig{{Addr: "127.0.0.1:1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := engine.New(engine.Config{Listen: []string{"127.0.0.1:0"}, Pool: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		p.Close()
+	})
+}
+
+// proxy is a real engine in front of real echo backends, with an admin
+// server in front of both.
+type proxy struct {
+	backends []*wsecho.Server
+	pool     *balance.Pool
+	srv      *engine.Server
+	addr     string // where clients connect
+	admin    *Server
+	api      *client
+}
+
+// startProxy starts n echo backends (named a, b, …), an engine and an
+// admin server. Call it after testutil.CheckLeaks.
+func startProxy(t testing.TB, n int, cfg Config) *proxy {
+	t.Helper()
+	p := &proxy{}
+	var bcs []balance.BackendConfig
+	for i := range n {
+		b, err := wsecho.Listen("127.0.0.1:0", string(rune('a'+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		p.backends = append(p.backends, b)
+		bcs = append(bcs, balance.BackendConfig{Addr: b.Addr()})
+	}
+	pool, err := balance.NewPool(balance.Config{Backends: bcs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.pool = pool
+	srv, err := engine.New(engine.Config{Listen: []string{"127.0.0.1:0"}, Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		pool.Close()
+	})
+	p.srv = srv
+	p.addr = srv.Addrs()[0].String()
+	cfg.Engine = srv
+	cfg.Pools = pools(NamedPool{DefaultPool, pool})
+	p.admin, p.api = startServer(t, cfg)
+	return p
+}
+
+// tunnel is one client WebSocket through the proxy, with the name of the
+// echo backend that answered.
+type tunnel struct {
+	conn    net.Conn
+	r       *bufio.Reader
+	backend string
+}
+
+func (p *proxy) dial(t testing.TB) *tunnel {
+	t.Helper()
+	tn := &tunnel{}
+	d := ws.Dialer{
+		Timeout: 5 * time.Second,
+		OnHeader: func(key, value []byte) error {
+			if strings.EqualFold(string(key), "X-Echo-Server") {
+				tn.backend = string(value)
+			}
+			return nil
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, br, _, err := d.Dial(ctx, "ws://"+p.addr+"/")
+	if err != nil {
+		t.Fatalf("dial through the proxy: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if br == nil {
+		br = bufio.NewReader(conn)
+	}
+	tn.conn, tn.r = conn, br
+	return tn
+}
+
+func (tn *tunnel) Read(p []byte) (int, error)  { return tn.r.Read(p) }
+func (tn *tunnel) Write(p []byte) (int, error) { return tn.conn.Write(p) }
+
+// echo sends msg and reads it back.
+func (tn *tunnel) echo(msg string) error {
+	tn.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer tn.conn.SetDeadline(time.Time{})
+	if err := wsutil.WriteClientText(tn, []byte(msg)); err != nil {
+		return err
+	}
+	got, err := wsutil.ReadServerText(tn)
+	if err != nil {
+		return err
+	}
+	if string(got) != msg {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+
+var _ = testutil.CheckLeaks
