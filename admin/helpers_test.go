@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +20,6 @@ import (
 
 	"github.com/wsgate/wsgate/balance"
 	"github.com/wsgate/wsgate/engine"
-	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wsecho"
 )
 
@@ -305,15 +306,32 @@ func startProxy(t testing.TB, n int, cfg Config) *proxy {
 }
 
 // tunnel is one client WebSocket through the proxy, with the name of the
-// echo backend that answered.
+// echo backend that answered. After watch, a goroutine of its own reads
+// every frame as it comes, so that the moment the proxy closes it is seen
+// at once, not when the test next reads.
 type tunnel struct {
 	conn    net.Conn
 	r       *bufio.Reader
 	backend string
+
+	wmu      sync.Mutex // one frame per Write: the reader answers Close frames too
+	echoes   atomic.Int64
+	closedAt atomic.Int64 // Unix nanoseconds when the proxy's Close frame (or EOF) came
+	code     atomic.Int32 // the Close frame's status code
+	done     chan struct{}
 }
 
 func (p *proxy) dial(t testing.TB) *tunnel {
 	t.Helper()
+	tn, err := p.tryDial()
+	if err != nil {
+		t.Fatalf("dial through the proxy: %v", err)
+	}
+	t.Cleanup(tn.close)
+	return tn
+}
+
+func (p *proxy) tryDial() (*tunnel, error) {
 	tn := &tunnel{}
 	d := ws.Dialer{
 		Timeout: 5 * time.Second,
@@ -328,34 +346,100 @@ func (p *proxy) dial(t testing.TB) *tunnel {
 	defer cancel()
 	conn, br, _, err := d.Dial(ctx, "ws://"+p.addr+"/")
 	if err != nil {
-		t.Fatalf("dial through the proxy: %v", err)
+		return nil, err
 	}
-	t.Cleanup(func() { conn.Close() })
 	if br == nil {
 		br = bufio.NewReader(conn)
 	}
 	tn.conn, tn.r = conn, br
-	return tn
+	return tn, nil
 }
 
-func (tn *tunnel) Read(p []byte) (int, error)  { return tn.r.Read(p) }
-func (tn *tunnel) Write(p []byte) (int, error) { return tn.conn.Write(p) }
-
-// echo sends msg and reads it back.
-func (tn *tunnel) echo(msg string) error {
-	tn.conn.SetDeadline(time.Now().Add(5 * time.Second))
-	defer tn.conn.SetDeadline(time.Time{})
-	if err := wsutil.WriteClientText(tn, []byte(msg)); err != nil {
-		return err
+// close closes the connection and waits for the reader, if any.
+func (tn *tunnel) close() {
+	tn.conn.Close()
+	if tn.done != nil {
+		<-tn.done
 	}
-	got, err := wsutil.ReadServerText(tn)
-	if err != nil {
-		return err
-	}
-	if string(got) != msg {
-		return io.ErrUnexpectedEOF
-	}
-	return nil
 }
 
-var _ = testutil.CheckLeaks
+func (tn *tunnel) Read(p []byte) (int, error) { return tn.r.Read(p) }
+
+func (tn *tunnel) Write(p []byte) (int, error) {
+	tn.wmu.Lock()
+	defer tn.wmu.Unlock()
+	tn.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return tn.conn.Write(p)
+}
+
+// watch starts the reader: it counts echoed text frames, answers pings,
+// and on the proxy's Close frame notes the time and code, answers it and
+// stops.
+func (tn *tunnel) watch() {
+	tn.done = make(chan struct{})
+	go func() {
+		defer close(tn.done)
+		for {
+			h, err := ws.ReadHeader(tn.r)
+			if err != nil {
+				tn.closedAt.CompareAndSwap(0, time.Now().UnixNano())
+				return
+			}
+			payload := make([]byte, h.Length)
+			if _, err := io.ReadFull(tn.r, payload); err != nil {
+				tn.closedAt.CompareAndSwap(0, time.Now().UnixNano())
+				return
+			}
+			switch h.OpCode {
+			case ws.OpText:
+				tn.echoes.Add(1)
+			case ws.OpPing:
+				tn.Write(ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame(payload))))
+			case ws.OpClose:
+				tn.closedAt.CompareAndSwap(0, time.Now().UnixNano())
+				if len(payload) >= 2 {
+					tn.code.Store(int32(payload[0])<<8 | int32(payload[1]))
+				}
+				tn.Write(ws.MustCompileFrame(ws.MaskFrame(ws.NewCloseFrame(payload[:min(len(payload), 2)]))))
+				io.Copy(io.Discard, tn.r) // until the proxy closes the socket
+				return
+			}
+		}
+	}()
+}
+
+// send writes one text frame; the reader counts its echo.
+func (tn *tunnel) send(msg string) error {
+	_, err := tn.Write(ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame([]byte(msg)))))
+	return err
+}
+
+// closed reports when the proxy closed the tunnel, or the zero time.
+func (tn *tunnel) closed() time.Time {
+	if ns := tn.closedAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// exchange sends a message on every tunnel and waits until every one has
+// echoed it, failing the test on any that does not within timeout.
+func exchange(t testing.TB, tunnels []*tunnel, timeout time.Duration) {
+	t.Helper()
+	want := make([]int64, len(tunnels))
+	for i, tn := range tunnels {
+		want[i] = tn.echoes.Load() + 1
+		if err := tn.send(fmt.Sprintf("message %d", want[i])); err != nil {
+			t.Fatalf("tunnel %d (backend %s): send: %v", i, tn.backend, err)
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for i, tn := range tunnels {
+		for tn.echoes.Load() < want[i] {
+			if !tn.closed().IsZero() || time.Now().After(deadline) {
+				t.Fatalf("tunnel %d (backend %s): no echo (closed at %v)", i, tn.backend, tn.closed())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
