@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/wsgate/wsgate/balance"
 	"github.com/wsgate/wsgate/engine"
