@@ -95,7 +95,11 @@ type Backend struct {
 	// Written by every lease.
 	active atomic.Int64
 	total  atomic.Int64
-	_      cacheLinePad
+	// lastPick is the least_conn sequence number of the pick that last
+	// chose this backend: ties go to the least recently picked, which is
+	// round robin among whichever backends tie.
+	lastPick atomic.Uint64
+	_        cacheLinePad
 
 	addr string
 	pool *Pool

@@ -71,6 +71,29 @@ func TestLeastConnColdStartRotates(t *testing.T) {
 	}
 }
 
+// Ties rotate among the backends that tie, not by list position: with the
+// middle one of three drained, an idle pool alternates between the other
+// two. (Rotating the scan start gave the third backend two picks in three.)
+func TestLeastConnTiesRoundRobinAroundIneligible(t *testing.T) {
+	p, _ := testPool(t, Config{Backends: equal(3)})
+	as := addrs(3)
+	must(t, p.Drain(as[1], 0, 0))
+	var prev *Backend
+	count := map[string]int{}
+	for i := range 300 {
+		l := mustPick(t, p, nil)
+		if l.Backend() == prev {
+			t.Fatalf("pick %d: %s twice in a row", i, prev.Addr())
+		}
+		prev = l.Backend()
+		count[prev.Addr()]++
+		l.Done()
+	}
+	if count[as[0]] != 150 || count[as[2]] != 150 {
+		t.Fatalf("picks %v, want 150 each on %s and %s", count, as[0], as[2])
+	}
+}
+
 // Weighted, tunnels never end: active counts follow the weights.
 func TestLeastConnWeightedRatio(t *testing.T) {
 	ws := []int{1, 2, 3, 4, 10}

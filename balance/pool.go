@@ -39,7 +39,7 @@ type Pool struct {
 	// What every Pick writes sits on cache lines of its own, so that one
 	// core's picks do not evict the read-only fields above from another's.
 	_    cacheLinePad
-	next atomic.Uint64 // least_conn: rotates the scan start
+	next atomic.Uint64 // least_conn: pick sequence, for round robin among ties
 	_    cacheLinePad
 	rr   roundRobin
 	_    cacheLinePad
