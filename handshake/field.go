@@ -205,15 +205,33 @@ func parseFieldLine(line []byte) (name, value []byte, rej *Reject) {
 }
 
 // scanTokenList calls it for each token of a #token list (RFC 9110 5.6.1)
-// using httphead.ScanTokens. An empty list (only OWS and commas) is valid.
-// httphead's lexer treats only SP, not HTAB, as whitespace, so a list with a
-// tab in its OWS is reported malformed: stricter than RFC 9110, never seen
-// from real clients.
+// using httphead.ScanTokens, and reports whether v is one. An empty list
+// (only OWS and commas) is valid.
+//
+// httphead's lexer skips spaces between items, so on its own it reads
+// "keep-alive Upgrade" as two tokens, where RFC 9110 5.6.1 and other
+// parsers (Go's httpguts, which splits on commas only) see one malformed
+// element and no "upgrade" option; scanTokenList refuses two tokens without
+// a comma between them. The lexer also treats only SP, not HTAB, as
+// whitespace, so a tab in a list's OWS is reported malformed: stricter than
+// RFC 9110, never seen from real clients.
 func scanTokenList(v []byte, it func(tok []byte) bool) bool {
 	if isEmptyList(v) {
 		return true
 	}
-	return httphead.ScanTokens(v, it)
+	prev := -1 // offset in v of the end of the previous token
+	adjacent := false
+	ok := httphead.ScanTokens(v, func(tok []byte) bool {
+		// tok is a subslice of v, so their capacities give its offset.
+		start := cap(v) - cap(tok)
+		if prev >= 0 && bytes.IndexByte(v[prev:start], ',') < 0 {
+			adjacent = true
+			return false
+		}
+		prev = start + len(tok)
+		return it(tok)
+	})
+	return ok && !adjacent
 }
 
 func isEmptyList(v []byte) bool {

@@ -94,8 +94,12 @@ var generated = map[string]bool{
 }
 
 // FuzzRewrite checks that a rewritten head always parses again (for wsgate
-// and for net/http), has exactly one Host and one Connection, carries none
-// of the client's hop-by-hop fields, and keeps method, upgrade and framing.
+// and for net/http) as the same request: the same method, origin-form
+// target, upgrade and framing; exactly one Host, with the value HostMode
+// asks for, and one Connection; none of the client's hop-by-hop fields
+// (RFC 9110 7.6.1), an Upgrade only for an honoured upgrade; from an
+// untrusted peer only wsgate's own forwarding fields, naming the client; and
+// every other client field, in order.
 func FuzzRewrite(f *testing.F) {
 	addGoldenSeeds(f, func(b []byte) {
 		f.Add(b, false, false, uint8(0), false)
@@ -103,8 +107,10 @@ func FuzzRewrite(f *testing.F) {
 	})
 	f.Add(head("GET / HTTP/1.1", "Host: a", "Connection: x-a, keep-alive", "X-A: 1", "TE: trailers", "Forwarded: for=x"), true, false, uint8(1), true)
 	f.Add(head("PUT http://a:1 HTTP/1.0", "Content-Length: 3"), false, true, uint8(2), false)
+	f.Add(head("GET / HTTP/1.1", "Host: a", "Connection: Upgrade", "Upgrade: h2c", "X-Real-IP: 1.2.3.4", "X-Forwarded-Host: e"), false, false, uint8(0), false)
 	var req, out Request
-	c := &ClientInfo{IP: netip.MustParseAddr("2001:db8::2")}
+	const clientIP = "2001:db8::2"
+	c := &ClientInfo{IP: netip.MustParseAddr(clientIP)}
 	o := &RewriteOptions{BackendAddr: "10.0.0.1:8080", HostLiteral: "literal.example"}
 	f.Fuzz(func(t *testing.T, data []byte, trusted, tls bool, mode uint8, forwarded bool) {
 		if ParseRequest(data, &req, nil) != nil {
@@ -116,41 +122,118 @@ func FuzzRewrite(f *testing.F) {
 		if err := ParseRequest(w, &out, nil); err != nil {
 			t.Fatalf("rewritten head does not parse (%v):\n%s", err, w)
 		}
-		if _, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(w))); err != nil {
+		hreq, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(w)))
+		if err != nil {
 			t.Fatalf("net/http refuses the rewritten head (%v):\n%s", err, w)
 		}
-		hosts, conns := 0, 0
+		if hreq.Host != string(out.Host) || hreq.Method != string(req.Method) {
+			t.Fatalf("net/http reads Host %q method %q, wsgate %q %q:\n%s", hreq.Host, hreq.Method, out.Host, req.Method, w)
+		}
+
+		count := map[fieldKind]int{}
+		value := map[fieldKind]string{}
+		var rest []Header // the fields AppendRewritten does not write itself
 		for i, h := range out.Headers {
-			switch out.kinds[i] &^ fieldNamedByConnection {
-			case fieldHost:
-				hosts++
-			case fieldConnection:
-				conns++
+			k := out.kinds[i] &^ fieldNamedByConnection
+			count[k]++
+			value[k] = string(h.Value)
+			switch k {
 			case fieldKeepAlive, fieldProxyConnection, fieldTE, fieldTrailer, fieldExpect:
 				t.Fatalf("hop-by-hop %s forwarded:\n%s", h.Name, w)
 			}
 			if generated[strings.ToLower(string(h.Name))] {
 				continue
 			}
+			rest = append(rest, h)
 			for _, tok := range req.Connection {
 				if equalFoldBytes(tok, h.Name) {
 					t.Fatalf("%s, named by the client's Connection, forwarded:\n%s", h.Name, w)
 				}
 			}
 		}
-		if hosts != 1 || conns != 1 {
-			t.Fatalf("%d Host, %d Connection lines:\n%s", hosts, conns, w)
+		if count[fieldHost] != 1 || count[fieldConnection] != 1 {
+			t.Fatalf("%d Host, %d Connection lines:\n%s", count[fieldHost], count[fieldConnection], w)
+		}
+		wantHost := string(req.Host)
+		switch o.HostMode {
+		case HostBackend:
+			wantHost = o.BackendAddr
+		case HostLiteral:
+			wantHost = o.HostLiteral
+		case HostPreserve:
+			if wantHost == "" {
+				wantHost = o.BackendAddr
+			}
+		}
+		if o.HostMode != HostNginx && string(out.Host) != wantHost {
+			t.Fatalf("Host %q, want %q (mode %d):\n%s", out.Host, wantHost, o.HostMode, w)
+		}
+
+		wantPath := string(req.Path)
+		if wantPath == "" || wantPath[0] == '?' {
+			wantPath = "/" + wantPath
 		}
 		if out.IsUpgrade != req.IsUpgrade || out.IsWebSocket != req.IsWebSocket ||
-			!bytes.Equal(out.Method, req.Method) || !bytes.Equal(out.Upgrade, req.Upgrade) && req.IsUpgrade ||
+			!bytes.Equal(out.Method, req.Method) || string(out.Target) != wantPath || out.Minor != 1 ||
 			out.Body != req.Body || out.ContentLength != req.ContentLength {
 			t.Fatalf("rewrite changed the request:\n%q\n%s", data, w)
 		}
-		if !out.IsUpgrade && out.Upgrade != nil {
-			t.Fatalf("Upgrade forwarded on a plain request:\n%s", w)
+		switch {
+		case req.IsUpgrade:
+			if count[fieldUpgrade] != 1 || value[fieldUpgrade] != string(req.Upgrade) {
+				t.Fatalf("upgrade to %q sent %d Upgrade lines:\n%s", req.Upgrade, count[fieldUpgrade], w)
+			}
+		case count[fieldUpgrade] != 0 || !out.ConnectionClose:
+			t.Fatalf("plain request with Upgrade or without Connection: close:\n%s", w)
 		}
-		if !out.ConnectionClose && !out.IsUpgrade {
-			t.Fatalf("plain request without Connection: close:\n%s", w)
+		framing := 0 // lines declaring a body
+		if req.Body != BodyNone {
+			framing = 1
+		}
+		if count[fieldContentLength]+count[fieldTransferEncoding] != framing {
+			t.Fatalf("framing %v sent %d Content-Length, %d Transfer-Encoding lines:\n%s",
+				req.Body, count[fieldContentLength], count[fieldTransferEncoding], w)
+		}
+
+		proto := "http"
+		if tls {
+			proto = "https"
+		}
+		if !trusted {
+			if count[fieldXRealIP] != 1 || value[fieldXRealIP] != clientIP ||
+				count[fieldXForwardedFor] != 1 || value[fieldXForwardedFor] != clientIP ||
+				count[fieldXForwardedProto] != 1 || value[fieldXForwardedProto] != proto ||
+				count[fieldXForwardedHost] != 0 {
+				t.Fatalf("untrusted client's forwarding fields passed on:\n%q\n%s", data, w)
+			}
+		} else if count[fieldXForwardedFor] != 1 || !strings.HasSuffix(value[fieldXForwardedFor], clientIP) {
+			t.Fatalf("X-Forwarded-For does not end with the client:\n%s", w)
+		}
+		switch fwd := value[fieldForwarded]; {
+		case forwarded && (count[fieldForwarded] != 1 || !strings.HasSuffix(fwd, ";proto="+proto) ||
+			!trusted && !strings.HasPrefix(fwd, "for=")):
+			t.Fatalf("Forwarded %q:\n%q\n%s", fwd, data, w)
+		case !forwarded && !trusted && count[fieldForwarded] != 0:
+			t.Fatalf("untrusted client's Forwarded passed on:\n%s", w)
+		}
+
+		// Every other client field is forwarded as it came, in order.
+		var want []Header
+		for i, h := range req.Headers {
+			k := req.kinds[i]
+			if k.hopByHop() || k == fieldExpect || k == fieldXForwardedHost && !trusted ||
+				generated[strings.ToLower(string(h.Name))] {
+				continue
+			}
+			want = append(want, h)
+		}
+		if len(rest) != len(want) {
+			t.Fatalf("%d client fields forwarded, want %d:\n%q\n%s", len(rest), len(want), data, w)
+		}
+		for i := range want {
+			if !bytes.Equal(rest[i].Name, want[i].Name) || !bytes.Equal(rest[i].Value, want[i].Value) {
+				t.Fatalf("field %d is %s: %s, want %s: %s", i, rest[i].Name, rest[i].Value, want[i].Name, want[i].Value)
+			}
 		}
 	})
 }

@@ -76,8 +76,9 @@ type Request struct {
 	// An upgrade never has a body: Body is BodyNone (a declared body is
 	// refused with ErrUpgradeWithBody).
 	IsUpgrade bool
-	// IsWebSocket: IsUpgrade to "websocket", with a valid Sec-WebSocket-Key
-	// and Sec-WebSocket-Version 13 (checked by ParseRequest).
+	// IsWebSocket: IsUpgrade to "websocket" (or "websocket/<version>"),
+	// with a valid Sec-WebSocket-Key and Sec-WebSocket-Version 13 (checked
+	// by ParseRequest).
 	IsWebSocket bool
 	WSKey       []byte
 	WSVersion   []byte
@@ -105,7 +106,11 @@ type Request struct {
 
 // Reset drops every reference the Request holds into a head buffer.
 func (r *Request) Reset() {
-	clear(r.Headers[:cap(r.Headers)]) // hdrArr, or the heap slice it grew into
+	// Headers is hdrArr, or the heap slice it grew into when
+	// Limits.MaxHeaders is above DefaultMaxHeaders; hdrArr then still holds
+	// the first DefaultMaxHeaders lines of that parse.
+	clear(r.Headers[:cap(r.Headers)])
+	clear(r.hdrArr[:])
 	r.clear()
 }
 
@@ -275,7 +280,7 @@ func parseRequest(head []byte, req *Request, lim *Limits) *Reject {
 
 	if req.Upgrade != nil && c.connUpgrade && http11 {
 		req.IsUpgrade = true
-		if equalFold(req.Upgrade, "websocket") {
+		if isWebSocketProtocol(req.Upgrade) {
 			// RFC 6455 4.1: the opening handshake is a GET.
 			req.IsWebSocket = string(req.Method) == "GET"
 			req.IsUpgrade = req.IsWebSocket
@@ -587,6 +592,16 @@ func selectUpgrade(v []byte, lim *Limits) []byte {
 		}
 	}
 	return nil
+}
+
+// isWebSocketProtocol reports whether an Upgrade protocol is WebSocket:
+// "websocket" (RFC 6455 4.1) or, though RFC 6455 defines no version,
+// "websocket/<anything>". A versioned name reaches backends that match the
+// protocol name loosely, so it must get the same checks: otherwise
+// "Upgrade: websocket/13" would skip the Sec-WebSocket-Key and -Version
+// checks and the GET rule, and get a tunnel that is not frame-aware.
+func isWebSocketProtocol(p []byte) bool {
+	return equalFold(p, "websocket") || hasPrefixFold(p, "websocket/")
 }
 
 // validProtocol: token ["/" token].

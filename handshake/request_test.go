@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -38,9 +39,10 @@ func ws(i int, repl string, extra ...string) []byte {
 }
 
 type rejectCase struct {
-	name string
-	in   []byte
-	want *Reject
+	name   string
+	in     []byte
+	status int    // the HTTP status to answer with
+	reason string // the metric label
 }
 
 // rejectCases is every rejection ParseRequest makes, with an input that
@@ -53,103 +55,116 @@ func rejectCases() []rejectCase {
 		many = append(many, "X-A: b")
 	}
 	return []rejectCase{
-		{"double space", head("GET  / HTTP/1.1", "Host: a"), ErrMalformedRequestLine},
-		{"trailing space", head("GET / HTTP/1.1 ", "Host: a"), ErrMalformedRequestLine},
-		{"no version", head("GET /", "Host: a"), ErrMalformedRequestLine},
-		{"empty line first", []byte("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), ErrMalformedRequestLine},
-		{"lenient minor", head("GET / HTTP/1.;", "Host: a"), ErrMalformedRequestLine},
-		{"two digit major", head("GET / HTTP/11.1", "Host: a"), ErrMalformedRequestLine},
-		{"lowercase proto", head("GET / http/1.1", "Host: a"), ErrMalformedRequestLine},
-		{"method not token", head("G@T / HTTP/1.1", "Host: a"), ErrMalformedRequestLine},
-		{"NUL in target", head("GET /\x00 HTTP/1.1", "Host: a"), ErrMalformedRequestLine},
-		{"tab in target", head("GET /a\tb HTTP/1.1", "Host: a"), ErrMalformedRequestLine},
-		{"DEL in target", head("GET /a\x7f HTTP/1.1", "Host: a"), ErrMalformedRequestLine},
-		{"HTTP/2.0", head("GET / HTTP/2.0", "Host: a"), ErrUnsupportedVersion},
-		{"HTTP/9.9", head("GET / HTTP/9.9", "Host: a"), ErrUnsupportedVersion},
-		{"HTTP/0.9", head("GET / HTTP/0.9", "Host: a"), ErrUnsupportedVersion},
-		{"h2 preface", head("PRI * HTTP/2.0", "", "SM"), ErrUnsupportedVersion},
-		{"target too long", head("GET /"+long+" HTTP/1.1", "Host: a"), ErrTargetTooLong},
-		{"CONNECT", head("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"), ErrUnsupportedMethod},
-		{"TRACE", head("TRACE / HTTP/1.1", "Host: a"), ErrUnsupportedMethod},
-		{"relative target", head("GET a/b HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"bad escape", head("GET /a%zz HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"short escape", head("GET /a%4 HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"fragment", head("GET /a#b HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"asterisk not OPTIONS", head("GET * HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"ftp scheme", head("GET ftp://a/ HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"userinfo", head("GET http://u@a/ HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"empty authority", head("GET http:///x HTTP/1.1", "Host: a"), ErrBadTarget},
-		{"authority mismatch", head("GET http://b.example/ HTTP/1.1", "Host: a.example"), ErrAuthorityMismatch},
-		{"authority port mismatch", head("GET http://a:81/ HTTP/1.1", "Host: a"), ErrAuthorityMismatch},
-		{"head too large", head("GET / HTTP/1.1", "Host: a", "X: "+strings.Repeat("b", DefaultMaxHeadBytes)), ErrHeadTooLarge},
-		{"too many headers", head(many...), ErrTooManyHeaders},
-		{"incomplete", []byte("GET / HTTP/1.1\r\nHost: a\r\n"), ErrIncompleteHead},
-		{"bare CR", head("GET / HTTP/1.1", "Host: a", "X: a\rb"), ErrBareCR},
-		{"bare CR line end", []byte("GET / HTTP/1.1\r\nHost: a\r\rX: b\r\n\r\n"), ErrBareCR},
-		{"bare LF", []byte("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n"), ErrBareLF},
-		{"bare LF end", []byte("GET / HTTP/1.1\r\nHost: a\n\n"), ErrBareLF},
-		{"NUL in value", head("GET / HTTP/1.1", "Host: a", "X: a\x00b"), ErrControlByte},
-		{"DEL in value", head("GET / HTTP/1.1", "Host: a", "X: a\x7fb"), ErrControlByte},
-		{"ESC in value", head("GET / HTTP/1.1", "Host: a", "X: a\x1bb"), ErrControlByte},
-		{"obs-fold", head("GET / HTTP/1.1", "Host: a", "X: a", " b"), ErrObsFold},
-		{"obs-fold tab", head("GET / HTTP/1.1", "Host: a", "X: a", "\tb"), ErrObsFold},
-		{"leading space first header", head("GET / HTTP/1.1", " Host: a"), ErrObsFold},
-		{"no colon", head("GET / HTTP/1.1", "Host: a", "X-Foo bar"), ErrHeaderNoColon},
-		{"empty name", head("GET / HTTP/1.1", "Host: a", ": v"), ErrBadHeaderName},
-		{"space in name", head("GET / HTTP/1.1", "Host: a", "X Foo: v"), ErrBadHeaderName},
-		{"non-ASCII name", head("GET / HTTP/1.1", "Host: a", "X-\xc3\xa9: v"), ErrBadHeaderName},
-		{"space before colon", head("GET / HTTP/1.1", "Host : a"), ErrSpaceBeforeColon},
-		{"tab before colon", head("GET / HTTP/1.1", "Host: a", "Transfer-Encoding\t: chunked"), ErrSpaceBeforeColon},
-		{"missing host", head("GET / HTTP/1.1", "X: a"), ErrMissingHost},
-		{"missing host absolute", head("GET http://a/ HTTP/1.1", "X: a"), ErrMissingHost},
-		{"duplicate host", head("GET / HTTP/1.1", "Host: a", "Host: a"), ErrDuplicateHost},
-		{"duplicate host case", head("GET / HTTP/1.0", "host: a", "HOST: b"), ErrDuplicateHost},
-		{"host list", head("GET / HTTP/1.1", "Host: a, b"), ErrBadHost},
-		{"host space", head("GET / HTTP/1.1", "Host: a b"), ErrBadHost},
-		{"host userinfo", head("GET / HTTP/1.1", "Host: u@a"), ErrBadHost},
-		{"host long port", head("GET / HTTP/1.1", "Host: a:123456"), ErrBadHost},
-		{"host empty port", head("GET / HTTP/1.1", "Host: a:"), ErrBadHost},
-		{"host bad ipv6", head("GET / HTTP/1.1", "Host: [zz::1]"), ErrBadHost},
-		{"host slash", head("GET / HTTP/1.1", "Host: a/b"), ErrBadHost},
-		{"CL and TE", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5", "Transfer-Encoding: chunked"), ErrCLWithTE},
-		{"TE and CL", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Content-Length: 5"), ErrCLWithTE},
-		{"conflicting CL", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5", "Content-Length: 6"), ErrConflictingCL},
-		{"CL leading zero differs", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5", "Content-Length: 05"), ErrConflictingCL},
-		{"CL list", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5, 5"), ErrBadContentLength},
-		{"CL negative", head("POST / HTTP/1.1", "Host: a", "Content-Length: -1"), ErrBadContentLength},
-		{"CL plus", head("POST / HTTP/1.1", "Host: a", "Content-Length: +1"), ErrBadContentLength},
-		{"CL empty", head("POST / HTTP/1.1", "Host: a", "Content-Length:"), ErrBadContentLength},
-		{"CL hex", head("POST / HTTP/1.1", "Host: a", "Content-Length: 0x10"), ErrBadContentLength},
-		{"CL overflow", head("POST / HTTP/1.1", "Host: a", "Content-Length: 9223372036854775808"), ErrBadContentLength},
-		{"TE gzip", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: gzip"), ErrUnsupportedTE},
-		{"TE gzip chunked", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: gzip, chunked"), ErrUnsupportedTE},
-		{"TE chunked twice", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Transfer-Encoding: chunked"), ErrUnsupportedTE},
-		{"TE chunked list", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked, chunked"), ErrUnsupportedTE},
-		{"TE Kelvin", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chun\u212aed"), ErrUnsupportedTE},
-		{"TE identity", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: identity"), ErrUnsupportedTE},
-		{"TE on HTTP/1.0", head("POST / HTTP/1.0", "Transfer-Encoding: chunked"), ErrTEOnHTTP10},
-		{"trailer names CL", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Trailer: X, content-length"), ErrBadTrailer},
-		{"bad connection", head("GET / HTTP/1.1", "Host: a", "Connection: upgrade;x"), ErrBadConnection},
-		{"connection quoted", head("GET / HTTP/1.1", "Host: a", `Connection: "close"`), ErrBadConnection},
-		{"connection names CL", head("POST / HTTP/1.1", "Host: a", "Connection: Content-Length", "Content-Length: 5"), ErrBadConnection},
-		{"connection names host", head("GET / HTTP/1.1", "Host: a", "Connection: close, host"), ErrBadConnection},
-		{"connection names key", ws(3, "Connection: Upgrade, Sec-WebSocket-Key"), ErrBadConnection},
-		{"connection too many", head("GET / HTTP/1.1", "Host: a", "Connection: a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q"), ErrBadConnection},
-		{"upgrade with CL", ws(-1, "", "Content-Length: 5"), ErrUpgradeWithBody},
-		{"upgrade chunked", ws(-1, "", "Transfer-Encoding: chunked"), ErrUpgradeWithBody},
-		{"key missing", ws(4, ""), ErrBadWebSocketKey},
-		{"key short", ws(4, "Sec-WebSocket-Key: dGhlIHNhbXBsZQ=="), ErrBadWebSocketKey},
-		{"key not base64", ws(4, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ!!"), ErrBadWebSocketKey},
-		{"key 17 bytes", ws(4, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZTE="), ErrBadWebSocketKey},
-		{"key twice", ws(-1, "", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="), ErrBadWebSocketKey},
-		{"version 8", ws(7, "Sec-WebSocket-Version: 8"), ErrBadWebSocketVersion},
-		{"version missing", ws(7, ""), ErrBadWebSocketVersion},
-		{"version twice", ws(-1, "", "Sec-WebSocket-Version: 13"), ErrBadWebSocketVersion},
-		{"version list", ws(7, "Sec-WebSocket-Version: 13, 8"), ErrBadWebSocketVersion},
+		{"double space", head("GET  / HTTP/1.1", "Host: a"), 400, "malformed_request_line"},
+		{"trailing space", head("GET / HTTP/1.1 ", "Host: a"), 400, "malformed_request_line"},
+		{"no version", head("GET /", "Host: a"), 400, "malformed_request_line"},
+		{"empty line first", []byte("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), 400, "malformed_request_line"},
+		{"lenient minor", head("GET / HTTP/1.;", "Host: a"), 400, "malformed_request_line"},
+		{"two digit major", head("GET / HTTP/11.1", "Host: a"), 400, "malformed_request_line"},
+		{"lowercase proto", head("GET / http/1.1", "Host: a"), 400, "malformed_request_line"},
+		{"method not token", head("G@T / HTTP/1.1", "Host: a"), 400, "malformed_request_line"},
+		{"NUL in target", head("GET /\x00 HTTP/1.1", "Host: a"), 400, "malformed_request_line"},
+		{"tab in target", head("GET /a\tb HTTP/1.1", "Host: a"), 400, "malformed_request_line"},
+		{"DEL in target", head("GET /a\x7f HTTP/1.1", "Host: a"), 400, "malformed_request_line"},
+		{"HTTP/2.0", head("GET / HTTP/2.0", "Host: a"), 505, "unsupported_version"},
+		{"HTTP/9.9", head("GET / HTTP/9.9", "Host: a"), 505, "unsupported_version"},
+		{"HTTP/0.9", head("GET / HTTP/0.9", "Host: a"), 505, "unsupported_version"},
+		{"h2 preface", head("PRI * HTTP/2.0", "", "SM"), 505, "unsupported_version"},
+		{"target too long", head("GET /"+long+" HTTP/1.1", "Host: a"), 414, "target_too_long"},
+		{"CONNECT", head("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"), 501, "unsupported_method"},
+		{"TRACE", head("TRACE / HTTP/1.1", "Host: a"), 501, "unsupported_method"},
+		{"relative target", head("GET a/b HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"bad escape", head("GET /a%zz HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"short escape", head("GET /a%4 HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"fragment", head("GET /a#b HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"asterisk not OPTIONS", head("GET * HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"ftp scheme", head("GET ftp://a/ HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"userinfo", head("GET http://u@a/ HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"empty authority", head("GET http:///x HTTP/1.1", "Host: a"), 400, "bad_target"},
+		{"authority mismatch", head("GET http://b.example/ HTTP/1.1", "Host: a.example"), 400, "authority_mismatch"},
+		{"authority port mismatch", head("GET http://a:81/ HTTP/1.1", "Host: a"), 400, "authority_mismatch"},
+		{"head too large", head("GET / HTTP/1.1", "Host: a", "X: "+strings.Repeat("b", DefaultMaxHeadBytes)), 431, "head_too_large"},
+		{"head one byte over", sized(DefaultMaxHeadBytes+1, "GET / HTTP/1.1", "Host: a"), 431, "head_too_large"},
+		{"too many headers", head(many...), 431, "too_many_headers"},
+		{"incomplete", []byte("GET / HTTP/1.1\r\nHost: a\r\n"), 400, "incomplete_head"},
+		{"bare CR", head("GET / HTTP/1.1", "Host: a", "X: a\rb"), 400, "bare_cr"},
+		{"bare CR line end", []byte("GET / HTTP/1.1\r\nHost: a\r\rX: b\r\n\r\n"), 400, "bare_cr"},
+		{"bare LF", []byte("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n"), 400, "bare_lf"},
+		{"bare LF end", []byte("GET / HTTP/1.1\r\nHost: a\n\n"), 400, "bare_lf"},
+		{"NUL in value", head("GET / HTTP/1.1", "Host: a", "X: a\x00b"), 400, "control_byte"},
+		{"NUL in name", head("GET / HTTP/1.1", "Host: a", "X\x00: b"), 400, "control_byte"},
+		{"NUL in method", head("G\x00T / HTTP/1.1", "Host: a"), 400, "malformed_request_line"},
+		{"CR before LF in request line", []byte("GET / HTTP/1.1\r\r\nHost: a\r\n\r\n"), 400, "bare_cr"},
+		{"DEL in value", head("GET / HTTP/1.1", "Host: a", "X: a\x7fb"), 400, "control_byte"},
+		{"ESC in value", head("GET / HTTP/1.1", "Host: a", "X: a\x1bb"), 400, "control_byte"},
+		{"obs-fold", head("GET / HTTP/1.1", "Host: a", "X: a", " b"), 400, "obs_fold"},
+		{"obs-fold tab", head("GET / HTTP/1.1", "Host: a", "X: a", "\tb"), 400, "obs_fold"},
+		{"leading space first header", head("GET / HTTP/1.1", " Host: a"), 400, "obs_fold"},
+		{"no colon", head("GET / HTTP/1.1", "Host: a", "X-Foo bar"), 400, "header_no_colon"},
+		{"empty name", head("GET / HTTP/1.1", "Host: a", ": v"), 400, "bad_header_name"},
+		{"space in name", head("GET / HTTP/1.1", "Host: a", "X Foo: v"), 400, "bad_header_name"},
+		{"non-ASCII name", head("GET / HTTP/1.1", "Host: a", "X-\xc3\xa9: v"), 400, "bad_header_name"},
+		{"space before colon", head("GET / HTTP/1.1", "Host : a"), 400, "space_before_colon"},
+		{"tab before colon", head("GET / HTTP/1.1", "Host: a", "Transfer-Encoding\t: chunked"), 400, "space_before_colon"},
+		{"missing host", head("GET / HTTP/1.1", "X: a"), 400, "missing_host"},
+		{"missing host absolute", head("GET http://a/ HTTP/1.1", "X: a"), 400, "missing_host"},
+		{"duplicate host", head("GET / HTTP/1.1", "Host: a", "Host: a"), 400, "duplicate_host"},
+		{"duplicate host case", head("GET / HTTP/1.0", "host: a", "HOST: b"), 400, "duplicate_host"},
+		{"host list", head("GET / HTTP/1.1", "Host: a, b"), 400, "bad_host"},
+		{"host space", head("GET / HTTP/1.1", "Host: a b"), 400, "bad_host"},
+		{"host userinfo", head("GET / HTTP/1.1", "Host: u@a"), 400, "bad_host"},
+		{"host long port", head("GET / HTTP/1.1", "Host: a:123456"), 400, "bad_host"},
+		{"host empty port", head("GET / HTTP/1.1", "Host: a:"), 400, "bad_host"},
+		{"host bad ipv6", head("GET / HTTP/1.1", "Host: [zz::1]"), 400, "bad_host"},
+		{"host slash", head("GET / HTTP/1.1", "Host: a/b"), 400, "bad_host"},
+		{"CL and TE", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5", "Transfer-Encoding: chunked"), 400, "cl_with_te"},
+		{"CL zero and TE", head("POST / HTTP/1.1", "Host: a", "Content-Length: 0", "Transfer-Encoding: chunked"), 400, "cl_with_te"},
+		{"TE and CL", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Content-Length: 5"), 400, "cl_with_te"},
+		{"conflicting CL", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5", "Content-Length: 6"), 400, "conflicting_content_length"},
+		{"CL leading zero differs", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5", "Content-Length: 05"), 400, "conflicting_content_length"},
+		{"CL list", head("POST / HTTP/1.1", "Host: a", "Content-Length: 5, 5"), 400, "bad_content_length"},
+		{"CL negative", head("POST / HTTP/1.1", "Host: a", "Content-Length: -1"), 400, "bad_content_length"},
+		{"CL plus", head("POST / HTTP/1.1", "Host: a", "Content-Length: +1"), 400, "bad_content_length"},
+		{"CL empty", head("POST / HTTP/1.1", "Host: a", "Content-Length:"), 400, "bad_content_length"},
+		{"CL hex", head("POST / HTTP/1.1", "Host: a", "Content-Length: 0x10"), 400, "bad_content_length"},
+		{"CL overflow", head("POST / HTTP/1.1", "Host: a", "Content-Length: 9223372036854775808"), 400, "bad_content_length"},
+		{"TE gzip", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: gzip"), 501, "unsupported_transfer_encoding"},
+		{"TE gzip chunked", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: gzip, chunked"), 501, "unsupported_transfer_encoding"},
+		{"TE chunked twice", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Transfer-Encoding: chunked"), 501, "unsupported_transfer_encoding"},
+		{"TE chunked list", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked, chunked"), 501, "unsupported_transfer_encoding"},
+		{"TE Kelvin", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chun\u212aed"), 501, "unsupported_transfer_encoding"},
+		{"TE identity", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: identity"), 501, "unsupported_transfer_encoding"},
+		{"TE on HTTP/1.0", head("POST / HTTP/1.0", "Transfer-Encoding: chunked"), 400, "te_on_http10"},
+		{"trailer names CL", head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Trailer: X, content-length"), 400, "bad_trailer"},
+		{"bad connection", head("GET / HTTP/1.1", "Host: a", "Connection: upgrade;x"), 400, "bad_connection"},
+		{"connection quoted", head("GET / HTTP/1.1", "Host: a", `Connection: "close"`), 400, "bad_connection"},
+		{"connection names CL", head("POST / HTTP/1.1", "Host: a", "Connection: Content-Length", "Content-Length: 5"), 400, "bad_connection"},
+		{"connection names host", head("GET / HTTP/1.1", "Host: a", "Connection: close, host"), 400, "bad_connection"},
+		{"connection names key", ws(3, "Connection: Upgrade, Sec-WebSocket-Key"), 400, "bad_connection"},
+		{"connection too many", head("GET / HTTP/1.1", "Host: a", "Connection: a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q"), 400, "bad_connection"},
+		{"connection without comma", head("GET / HTTP/1.1", "Host: a", "Connection: keep-alive Upgrade", "Upgrade: websocket"), 400, "bad_connection"},
+		{"upgrade with CL", ws(-1, "", "Content-Length: 5"), 400, "upgrade_with_body"},
+		{"upgrade chunked", ws(-1, "", "Transfer-Encoding: chunked"), 400, "upgrade_with_body"},
+		{"key missing", ws(4, ""), 400, "bad_websocket_key"},
+		{"key short", ws(4, "Sec-WebSocket-Key: dGhlIHNhbXBsZQ=="), 400, "bad_websocket_key"},
+		{"key not base64", ws(4, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ!!"), 400, "bad_websocket_key"},
+		{"key 17 bytes", ws(4, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZTE="), 400, "bad_websocket_key"},
+		{"key twice", ws(-1, "", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="), 400, "bad_websocket_key"},
+		{"versioned websocket without key", head("GET / HTTP/1.1", "Host: a", "Upgrade: websocket/13", "Connection: Upgrade", "Sec-WebSocket-Version: 13"), 400, "bad_websocket_key"},
+		{"version 8", ws(7, "Sec-WebSocket-Version: 8"), 400, "bad_websocket_version"},
+		{"version missing", ws(7, ""), 400, "bad_websocket_version"},
+		{"version twice", ws(-1, "", "Sec-WebSocket-Version: 13"), 400, "bad_websocket_version"},
+		{"version list", ws(7, "Sec-WebSocket-Version: 13, 8"), 400, "bad_websocket_version"},
+		{"versioned websocket version 8", head("GET / HTTP/1.1", "Host: a", "Upgrade: WebSocket/13", "Connection: Upgrade",
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 8"), 400, "bad_websocket_version"},
 	}
 }
 
 func TestParseRequestRejects(t *testing.T) {
+	predefined := map[*Reject]bool{}
+	for _, r := range Rejects() {
+		predefined[r] = true
+	}
 	var req Request
 	for _, tt := range rejectCases() {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,10 +176,87 @@ func TestParseRequestRejects(t *testing.T) {
 			if !ok {
 				t.Fatalf("error %T %v, want *Reject", err, err)
 			}
-			if r != tt.want {
-				t.Fatalf("got %d %s, want %d %s", r.Status, r.Reason, tt.want.Status, tt.want.Reason)
+			if r.Status != tt.status || r.Reason != tt.reason {
+				t.Fatalf("got %d %s, want %d %s", r.Status, r.Reason, tt.status, tt.reason)
+			}
+			if !predefined[r] {
+				t.Errorf("%s is not one of Rejects(): its reason has no metric", r.Reason)
+			}
+			// The answer the engine writes carries the same status, and for
+			// a bad version the versions wsgate speaks (RFC 6455 4.4).
+			ans := string(AppendReject(nil, r))
+			if !strings.HasPrefix(ans, fmt.Sprintf("HTTP/1.1 %d ", tt.status)) ||
+				!strings.HasSuffix(ans, "\r\n\r\n"+r.Text+"\n") {
+				t.Errorf("answer %q", ans)
+			}
+			if hasVersion := strings.Contains(ans, "\r\nSec-WebSocket-Version: 13\r\n"); hasVersion != (tt.reason == "bad_websocket_version") {
+				t.Errorf("Sec-WebSocket-Version in answer: %v: %q", hasVersion, ans)
 			}
 		})
+	}
+}
+
+// sized returns a head of exactly n bytes: the lines given, then an X-Pad
+// header filling the rest.
+func sized(n int, lines ...string) []byte {
+	h := head(append(lines, "X-Pad: ")...)
+	pad := n - len(h)
+	if pad < 0 {
+		panic("sized: lines too long")
+	}
+	return head(append(lines, "X-Pad: "+strings.Repeat("p", pad))...)
+}
+
+// TestParseRequestLimits checks each limit at its edge: at the limit the
+// request is accepted, one over it is refused with the limit's status,
+// whether the limit is the default or configured.
+func TestParseRequestLimits(t *testing.T) {
+	headers := func(n int) []byte { // a request of n header lines
+		lines := []string{"GET / HTTP/1.1", "Host: a"}
+		for i := 1; i < n; i++ {
+			lines = append(lines, fmt.Sprintf("X-%d: v", i))
+		}
+		return head(lines...)
+	}
+	target := func(n int) []byte { // a request whose target is n bytes
+		return head("GET /"+strings.Repeat("t", n-1)+" HTTP/1.1", "Host: a")
+	}
+	tests := []struct {
+		name   string
+		lim    *Limits
+		ok, no []byte // at the limit, one over it
+		reject *Reject
+	}{
+		{"head default", nil, sized(DefaultMaxHeadBytes, "GET / HTTP/1.1", "Host: a"),
+			sized(DefaultMaxHeadBytes+1, "GET / HTTP/1.1", "Host: a"), ErrHeadTooLarge},
+		{"head 256", &Limits{MaxHeadBytes: 256}, sized(256, "GET / HTTP/1.1", "Host: a"),
+			sized(257, "GET / HTTP/1.1", "Host: a"), ErrHeadTooLarge},
+		{"headers default", nil, headers(DefaultMaxHeaders), headers(DefaultMaxHeaders + 1), ErrTooManyHeaders},
+		{"headers 3", &Limits{MaxHeaders: 3}, headers(3), headers(4), ErrTooManyHeaders},
+		{"headers 150", &Limits{MaxHeaders: 150}, headers(150), headers(151), ErrTooManyHeaders},
+		{"target default", nil, target(DefaultMaxTargetBytes), target(DefaultMaxTargetBytes + 1), ErrTargetTooLong},
+		{"target 10", &Limits{MaxTargetBytes: 10}, target(10), target(11), ErrTargetTooLong},
+	}
+	var req Request
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := ParseRequest(tt.ok, &req, tt.lim); err != nil {
+				t.Fatalf("at the limit: %v", err)
+			}
+			if err := ParseRequest(tt.no, &req, tt.lim); err != tt.reject {
+				t.Fatalf("over the limit: %v, want %v", err, tt.reject)
+			}
+		})
+	}
+	// HeadScanner applies the same head limit as the bytes arrive.
+	var s HeadScanner
+	h := sized(256, "GET / HTTP/1.1", "Host: a")
+	if end, err := s.Scan(h, 256); end != 256 || err != nil {
+		t.Fatalf("scanner at the limit: %d %v", end, err)
+	}
+	s.Reset()
+	if _, err := s.Scan(sized(257, "GET / HTTP/1.1", "Host: a"), 256); err != ErrHeadTooLarge {
+		t.Fatalf("scanner over the limit: %v", err)
 	}
 }
 
@@ -326,6 +418,12 @@ func acceptCases() []acceptCase {
 			lim: &Limits{MaxHeaders: 200}, host: "a", path: "/"},
 		{name: "trailing bytes ignored", in: append(head("POST / HTTP/1.1", "Host: a", "Content-Length: 3"), "abc\nGET"...),
 			host: "a", path: "/", body: BodyLength, cl: 3},
+		{name: "versioned websocket is websocket", in: ws(2, "Upgrade: websocket/13"),
+			upgrade: true, websocket: true, host: "server.example.com", path: "/chat"},
+		{name: "versioned websocket POST is plain", in: head("POST / HTTP/1.1", "Host: a", "Connection: Upgrade", "Upgrade: WebSocket/13"),
+			host: "a", path: "/"},
+		{name: "connection list with OWS", in: ws(3, "Connection: keep-alive ,  Upgrade,"),
+			upgrade: true, websocket: true, host: "server.example.com", path: "/chat"},
 	}
 }
 
@@ -381,6 +479,30 @@ func TestParseRequestReuse(t *testing.T) {
 	for _, h := range req.hdrArr {
 		if h.Name != nil {
 			t.Fatal("Reset left a reference")
+		}
+	}
+
+	// Past DefaultMaxHeaders, Headers grows onto the heap; Reset must still
+	// clear the lines that stayed in the fixed array.
+	lines := []string{"GET / HTTP/1.1", "Host: a"}
+	for i := 0; i < 150; i++ {
+		lines = append(lines, "X: y")
+	}
+	if err := ParseRequest(head(lines...), &req, &Limits{MaxHeaders: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Headers) != 151 {
+		t.Fatalf("%d headers, want 151", len(req.Headers))
+	}
+	req.Reset()
+	for i, h := range req.hdrArr {
+		if h.Name != nil || h.Value != nil {
+			t.Fatalf("Reset left hdrArr[%d] = %q after the headers grew", i, h.Name)
+		}
+	}
+	for _, h := range req.Headers[:cap(req.Headers)] {
+		if h.Name != nil {
+			t.Fatal("Reset left a reference in the grown Headers")
 		}
 	}
 }

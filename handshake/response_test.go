@@ -95,21 +95,22 @@ func TestParseResponseFraming(t *testing.T) {
 		t.Errorf("HEAD: %v %d", k, n)
 	}
 	for name, in := range map[string][]byte{
-		"CL and TE":      head("HTTP/1.1 200 OK", "Content-Length: 7", "Transfer-Encoding: chunked"),
-		"gzip":           head("HTTP/1.1 200 OK", "Transfer-Encoding: gzip, chunked"),
-		"TE on 1.0":      head("HTTP/1.0 200 OK", "Transfer-Encoding: chunked"),
-		"conflicting CL": head("HTTP/1.1 200 OK", "Content-Length: 7", "Content-Length: 8"),
-		"bad CL":         head("HTTP/1.1 200 OK", "Content-Length: 7x"),
-		"bare LF":        []byte("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"),
-		"obs-fold":       head("HTTP/1.1 200 OK", "X: a", " b"),
-		"HTTP/2":         head("HTTP/2.0 200 OK"),
-		"status 99":      head("HTTP/1.1 099 Odd"),
-		"status 600":     head("HTTP/1.1 600 Odd"),
-		"status 2000":    head("HTTP/1.1 2000 Odd"),
-		"no status":      head("HTTP/1.1 OK"),
-		"incomplete":     []byte("HTTP/1.1 200 OK\r\n"),
-		"NUL":            head("HTTP/1.1 200 OK", "X: \x00"),
-		"bad connection": head("HTTP/1.1 200 OK", "Connection: a;b"),
+		"CL and TE":                head("HTTP/1.1 200 OK", "Content-Length: 7", "Transfer-Encoding: chunked"),
+		"gzip":                     head("HTTP/1.1 200 OK", "Transfer-Encoding: gzip, chunked"),
+		"TE on 1.0":                head("HTTP/1.0 200 OK", "Transfer-Encoding: chunked"),
+		"conflicting CL":           head("HTTP/1.1 200 OK", "Content-Length: 7", "Content-Length: 8"),
+		"bad CL":                   head("HTTP/1.1 200 OK", "Content-Length: 7x"),
+		"bare LF":                  []byte("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"),
+		"obs-fold":                 head("HTTP/1.1 200 OK", "X: a", " b"),
+		"HTTP/2":                   head("HTTP/2.0 200 OK"),
+		"status 99":                head("HTTP/1.1 099 Odd"),
+		"status 600":               head("HTTP/1.1 600 Odd"),
+		"status 2000":              head("HTTP/1.1 2000 Odd"),
+		"no status":                head("HTTP/1.1 OK"),
+		"incomplete":               []byte("HTTP/1.1 200 OK\r\n"),
+		"NUL":                      head("HTTP/1.1 200 OK", "X: \x00"),
+		"bad connection":           head("HTTP/1.1 200 OK", "Connection: a;b"),
+		"connection without comma": head("HTTP/1.1 101 Switching Protocols", "Connection: keep-alive upgrade", "Upgrade: websocket"),
 	} {
 		if err := ParseResponse(in, &resp); err != ErrBackendBadResponse {
 			t.Errorf("%s: %v, want ErrBackendBadResponse", name, err)

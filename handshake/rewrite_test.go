@@ -12,33 +12,55 @@ import (
 var loopback = &ClientInfo{IP: netip.MustParseAddr("127.0.0.1")}
 
 // TestRewriteGolden checks AppendRewritten against what nginx itself sent
-// upstream for real client requests (testdata/golden/README.md). nginx's
-// recipe trusts the client's X-Forwarded-For, so the client is Trusted here.
+// upstream for real client requests (testdata/golden/README.md;
+// TestRewriteGoldenNginx re-captures them from a live nginx):
+//
+//   - NAME.golden: the DESIGN.md recipe plus "proxy_set_header
+//     X-Forwarded-Proto $scheme;", which is what wsgate always sends;
+//   - NAME.recipe: the DESIGN.md recipe exactly; wsgate's head minus its
+//     X-Forwarded-Proto line must equal it byte for byte.
+//
+// nginx's recipe trusts the client's X-Forwarded-For, so the client is
+// Trusted; for the requests without forwarding fields (every real client),
+// wsgate's default, an untrusted client, must give the same bytes.
 func TestRewriteGolden(t *testing.T) {
 	ins, err := filepath.Glob("testdata/golden/*.in")
-	if err != nil || len(ins) < 5 {
+	if err != nil || len(ins) < 6 {
 		t.Fatalf("golden inputs: %v %v", ins, err)
 	}
 	for _, in := range ins {
 		name := strings.TrimSuffix(filepath.Base(in), ".in")
 		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := os.ReadFile(strings.TrimSuffix(in, ".in") + ".golden")
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := readFile(t, in)
+			want := readFile(t, strings.TrimSuffix(in, ".in")+".golden")
+			recipe := readFile(t, strings.TrimSuffix(in, ".in")+".recipe")
 			var req Request
 			if err := ParseRequest(raw, &req, nil); err != nil {
 				t.Fatalf("parse: %v", err)
 			}
-			c := &ClientInfo{IP: netip.MustParseAddr("127.0.0.1"), Trusted: true}
-			for _, mode := range []HostMode{HostPreserve, HostNginx} {
-				got := AppendRewritten(nil, &req, c, &RewriteOptions{HostMode: mode})
-				if !bytes.Equal(got, want) {
-					t.Errorf("mode %d: got\n%s\nwant (nginx)\n%s", mode, got, want)
+			forwarded := false
+			for i := range req.Headers {
+				switch req.kinds[i] {
+				case fieldXRealIP, fieldXForwardedFor, fieldXForwardedProto, fieldXForwardedHost, fieldForwarded:
+					forwarded = true
+				}
+			}
+			ip := netip.MustParseAddr("127.0.0.1")
+			clients := []*ClientInfo{{IP: ip, Trusted: true}}
+			if !forwarded {
+				clients = append(clients, &ClientInfo{IP: ip})
+			}
+			for _, c := range clients {
+				for _, mode := range []HostMode{HostPreserve, HostNginx} {
+					got := AppendRewritten(nil, &req, c, &RewriteOptions{HostMode: mode})
+					if !bytes.Equal(got, want) {
+						t.Errorf("trusted %v, host mode %d: got\n%s\nwant (nginx)\n%s", c.Trusted, mode, got, want)
+					}
+					got = bytes.Replace(got, []byte("\r\nX-Forwarded-Proto: http\r\n"), []byte("\r\n"), 1)
+					if !bytes.Equal(got, recipe) {
+						t.Errorf("trusted %v, host mode %d, without X-Forwarded-Proto: got\n%s\nwant (nginx, DESIGN.md recipe)\n%s",
+							c.Trusted, mode, got, recipe)
+					}
 				}
 			}
 			// The rewritten head is itself a valid request for wsgate.
@@ -48,6 +70,15 @@ func TestRewriteGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func rewrite(t *testing.T, in []byte, c *ClientInfo, o *RewriteOptions) string {
