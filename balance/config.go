@@ -186,5 +186,3 @@ func checkWeight(w int) error {
 	}
 	return nil
 }
-
-// newSet builds an immutable set over list (which it keeps).

@@ -3,8 +3,8 @@
 // and active health, max_conns, slow start and drain.
 //
 // The backend set is an immutable value swapped atomically on every change
-// (copy-on-write), so Pick takes no lock (round_robin aside, see
-// roundrobin.go) and allocates nothing. Writers serialise on Pool.mu.
+// (copy-on-write), so Pick takes no lock and allocates nothing. Writers
+// serialise on Pool.mu.
 package balance
 
 import (
@@ -41,7 +41,7 @@ type Pool struct {
 	_    cacheLinePad
 	next atomic.Uint64 // least_conn: pick sequence, for round robin among ties
 	_    cacheLinePad
-	rr   roundRobin
+	rrG  atomic.Uint64 // round_robin: pick sequence, g in roundrobin.go
 	_    cacheLinePad
 
 	changed atomic.Pointer[chan struct{}]
@@ -54,12 +54,12 @@ type Pool struct {
 	wg      sync.WaitGroup // checkers and drain callbacks
 }
 
-// backendSet is immutable once published, but for the contents of rr.
+// backendSet is immutable once published, but for the debts in rr.
 type backendSet struct {
 	list   []*Backend
 	byAddr map[string]*Backend
 	ring   *ring   // hash policy only; see hash.go
-	rr     []int64 // round_robin only: current weights by list index, guarded by Pool.rr.mu
+	rr     rrState // round_robin only; see roundrobin.go
 }
 
 // NewPool validates cfg, applies defaults and starts active checks if
@@ -110,6 +110,8 @@ func newPool(cfg Config, now func() time.Time) (*Pool, error) {
 	p.mu.Unlock()
 	return p, nil
 }
+
+// newSet builds an immutable set over list (which it keeps).
 func (p *Pool) newSet(list []*Backend) (*backendSet, error) {
 	s := &backendSet{list: list, byAddr: make(map[string]*Backend, len(list))}
 	for _, b := range list {
@@ -123,7 +125,7 @@ func (p *Pool) newSet(list []*Backend) (*backendSet, error) {
 		}
 		s.ring = ring
 	case kindRoundRobin:
-		s.rr = p.rr.carry(p.set.Load(), list)
+		s.rr = carryRR(p.set.Load(), list, p.rrG.Load())
 	}
 	return s, nil
 }
@@ -144,8 +146,8 @@ func (p *Pool) wall(ns int64) time.Time { return p.epoch.Add(time.Duration(ns)) 
 // key is the hash policy's key (ignored by the others; every empty key maps
 // to the same backend, so the engine falls back to the client IP when a
 // header, cookie or query key is absent); exclude lists backends already
-// tried for this request. Neither is retained. Lock-free (round_robin takes
-// a short lock), no allocation on success. On failure the error is a
+// tried for this request. Neither is retained. Lock-free, no allocation on
+// success. On failure the error is a
 // *NoBackendError, which matches ErrNoBackend.
 func (p *Pool) Pick(key []byte, exclude []*Backend) (Lease, error) {
 	s := p.set.Load()
@@ -156,7 +158,7 @@ func (p *Pool) Pick(key []byte, exclude []*Backend) (Lease, error) {
 		case kindLeastConn:
 			b = s.pickLeastConn(&p.next, exclude, &c)
 		case kindRoundRobin:
-			b = p.rr.pick(s, exclude, &c)
+			b = s.pickRoundRobin(&p.rrG, exclude, &c)
 		case kindHash:
 			b = s.pickHash(key, exclude, &c)
 		}
@@ -315,9 +317,12 @@ func (p *Pool) SetWeight(addr string, w int) error {
 	return nil
 }
 
+// setWeightLocked changes b's weight. The hash ring places points by
+// weight and round_robin's implicit increments use the weight the set was
+// built with, so both rebuild the set.
 func (p *Pool) setWeightLocked(b *Backend, w int) error {
 	old := b.weight.Swap(int64(w) * weightScale)
-	if p.kind != kindHash || old == int64(w)*weightScale {
+	if p.kind == kindLeastConn || old == int64(w)*weightScale {
 		return nil
 	}
 	s := p.set.Load()
