@@ -54,6 +54,14 @@ type RewriteOptions struct {
 	Target []byte
 	// ExtraHeaders are appended as they are, last.
 	ExtraHeaders []Header
+	// KeepAllNames forwards client fields whose name has a byte other than
+	// ALPHA, DIGIT or "-" ("X_Forwarded_For", "X.Id"). By default they are
+	// dropped, as nginx does (underscores_in_headers off,
+	// ignore_invalid_headers on): CGI-style backends (WSGI, Rack, PHP's
+	// $_SERVER) name "X-Forwarded-For" and "X-Forwarded_For" alike
+	// (HTTP_X_FORWARDED_FOR), so the second would carry a client's claim
+	// past the rule that replaces untrusted forwarding fields.
+	KeepAllNames bool
 }
 
 // AppendRewritten appends to dst the head the backend receives for req,
@@ -80,7 +88,8 @@ type RewriteOptions struct {
 // nginx it also drops the other hop-by-hop fields (Proxy-Connection,
 // Trailer, every field the client's Connection names), the untrusted
 // forwarding fields, and an Upgrade it does not honour (nginx's recipe
-// passes "Upgrade: h2c" on).
+// passes "Upgrade: h2c" on). Like nginx it drops fields whose name is not
+// ALPHA, DIGIT and "-" (see RewriteOptions.KeepAllNames).
 //
 // Client IPv4-mapped IPv6 addresses are written as IPv4, without zone. c and
 // o may be nil. It allocates nothing when dst has room.
@@ -212,6 +221,11 @@ func AppendRewritten(dst []byte, req *Request, c *ClientInfo, o *RewriteOptions)
 			if !ci.Trusted || opt.Forwarded {
 				continue
 			}
+		case fieldOther:
+			// Every name classify recognises is letters and '-'.
+			if !opt.KeepAllNames && !isNginxFieldName(h.Name) {
+				continue
+			}
 		}
 		dst = appendHeader(dst, h)
 	}
@@ -219,6 +233,19 @@ func AppendRewritten(dst []byte, req *Request, c *ClientInfo, o *RewriteOptions)
 		dst = appendHeader(dst, h)
 	}
 	return append(dst, "\r\n"...)
+}
+
+// isNginxFieldName reports whether name has only the bytes nginx accepts
+// in a field name by default: ALPHA, DIGIT and "-" (ngx_http_parse_header_line
+// with underscores_in_headers off marks any other byte invalid).
+func isNginxFieldName(name []byte) bool {
+	for _, c := range name {
+		// c|0x20 folds A-Z onto a-z and maps no other byte into a-z.
+		if l := c | 0x20; (l < 'a' || l > 'z') && !isDigit(c) && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // appendField appends "name: value\r\n".

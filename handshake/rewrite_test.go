@@ -25,7 +25,7 @@ var loopback = &ClientInfo{IP: netip.MustParseAddr("127.0.0.1")}
 // wsgate's default, an untrusted client, must give the same bytes.
 func TestRewriteGolden(t *testing.T) {
 	ins, err := filepath.Glob("testdata/golden/*.in")
-	if err != nil || len(ins) < 6 {
+	if err != nil || len(ins) < 7 {
 		t.Fatalf("golden inputs: %v %v", ins, err)
 	}
 	for _, in := range ins {
@@ -154,6 +154,31 @@ func TestRewriteHopByHop(t *testing.T) {
 
 }
 
+// TestRewriteFieldNames: names nginx refuses by default are dropped (the
+// odd-names golden holds nginx's own output), unless KeepAllNames.
+func TestRewriteFieldNames(t *testing.T) {
+	in := head("GET / HTTP/1.1", "Host: a", "X_Forwarded_For: 6.6.6.6", "X.B: 1", "X~C: 2", "x-d-9: 3", "X!E: 4")
+	got := rewrite(t, in, loopback, nil)
+	want := "GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\n" +
+		"Connection: close\r\nX-Forwarded-Proto: http\r\nx-d-9: 3\r\n\r\n"
+	if got != want {
+		t.Errorf("default: got\n%q\nwant\n%q", got, want)
+	}
+	got = rewrite(t, in, loopback, &RewriteOptions{KeepAllNames: true})
+	want = "GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\n" +
+		"Connection: close\r\nX-Forwarded-Proto: http\r\n" +
+		"X_Forwarded_For: 6.6.6.6\r\nX.B: 1\r\nX~C: 2\r\nx-d-9: 3\r\nX!E: 4\r\n\r\n"
+	if got != want {
+		t.Errorf("KeepAllNames: got\n%q\nwant\n%q", got, want)
+	}
+	for c := 0; c < 256; c++ {
+		want := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
+		if got := isNginxFieldName([]byte{'X', byte(c)}); got != want {
+			t.Errorf("isNginxFieldName(%q) = %v", []byte{'X', byte(c)}, got)
+		}
+	}
+}
+
 func TestRewriteBodyAndTarget(t *testing.T) {
 	got := rewrite(t, head("POST /api/x?y=1 HTTP/1.0", "Content-Length: 000012", "X-A: b"), loopback,
 		&RewriteOptions{HostMode: HostBackend, BackendAddr: "10.0.0.2:8010", Target: []byte("/x?y=1")})
@@ -192,14 +217,18 @@ func TestRewriteBodyAndTarget(t *testing.T) {
 }
 
 func TestRewriteZeroAlloc(t *testing.T) {
-	var req Request
-	if err := ParseRequest(chromeRequest, &req, nil); err != nil {
-		t.Fatal(err)
-	}
-	c := &ClientInfo{IP: netip.MustParseAddr("2001:db8::7"), Trusted: true}
-	o := &RewriteOptions{Forwarded: true}
-	dst := make([]byte, 0, 2048)
-	if n := testing.AllocsPerRun(200, func() { dst = AppendRewritten(dst[:0], &req, c, o) }); n != 0 {
-		t.Fatalf("AppendRewritten allocates %v times", n)
+	ins, _ := filepath.Glob("testdata/golden/*.in")
+	for _, name := range ins {
+		var req Request
+		if err := ParseRequest(readFile(t, name), &req, nil); err != nil {
+			t.Fatal(err)
+		}
+		c := &ClientInfo{IP: netip.MustParseAddr("2001:db8::7"), Trusted: true}
+		for _, o := range []*RewriteOptions{nil, {Forwarded: true, HostMode: HostNginx}} {
+			dst := make([]byte, 0, 2048)
+			if n := testing.AllocsPerRun(200, func() { dst = AppendRewritten(dst[:0], &req, c, o) }); n != 0 {
+				t.Errorf("AppendRewritten(%s, %+v) allocates %v times", name, o, n)
+			}
+		}
 	}
 }
