@@ -230,13 +230,17 @@ func probe(ctx context.Context, addr string, timeout time.Duration, req []byte) 
 		}
 		return fmt.Errorf("reading status line: %w", err)
 	}
-	// "HTTP/1.1 200 OK\r\n" (RFC 9112 section 4).
-	if len(line) < 12 || !strings.HasPrefix(string(line), "HTTP/1.") || line[8] != ' ' {
+	// status-line = HTTP-version SP status-code SP [ reason-phrase ], the
+	// status code three digits (RFC 9112 section 4).
+	if len(line) < 12 || !strings.HasPrefix(string(line), "HTTP/1.") || line[8] != ' ' ||
+		!isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) || len(line) > 12 && line[12] != ' ' && line[12] != '\r' && line[12] != '\n' {
 		return fmt.Errorf("malformed status line %q", strings.TrimRight(string(line), "\r\n"))
 	}
-	code := string(line[9:12])
-	if code[0] != '2' && code[0] != '3' {
+	// 2xx and 3xx pass, as nginx Plus's health_check without a match block.
+	if code := line[9:12]; code[0] != '2' && code[0] != '3' {
 		return fmt.Errorf("status %s", code)
 	}
 	return nil
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }

@@ -1,10 +1,13 @@
 package balance
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,11 +227,12 @@ func TestActiveHTTP(t *testing.T) {
 	}
 }
 
-// A check that gets no answer fails after Timeout; Close interrupts it.
-func TestActiveHTTPTimeoutAndClose(t *testing.T) {
-	testutil.CheckLeaks(t)
+// silentServer accepts connections and never answers; accepted counts
+// them.
+func silentServer(t *testing.T) (addr string, accepted *atomic.Int32) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
+	accepted = new(atomic.Int32)
 	var conns sync.WaitGroup
 	var mu sync.Mutex
 	var held []net.Conn
@@ -239,8 +243,9 @@ func TestActiveHTTPTimeoutAndClose(t *testing.T) {
 				return
 			}
 			mu.Lock()
-			held = append(held, c) // never answers
+			held = append(held, c)
 			mu.Unlock()
+			accepted.Add(1)
 		}
 	})
 	t.Cleanup(func() {
@@ -250,20 +255,94 @@ func TestActiveHTTPTimeoutAndClose(t *testing.T) {
 			c.Close()
 		}
 	})
+	return ln.Addr().String(), accepted
+}
+
+// A check that gets no answer fails after Timeout.
+func TestActiveHTTPTimeout(t *testing.T) {
+	testutil.CheckLeaks(t) // before the server's cleanup, so after it
+	addr, _ := silentServer(t)
 	p, err := NewPool(Config{
 		Health:   HealthCheck{Kind: "http", Interval: 10 * time.Millisecond, Timeout: 50 * time.Millisecond, Rise: 1, Fall: 1},
-		Backends: []BackendConfig{{Addr: ln.Addr().String()}}})
+		Backends: []BackendConfig{{Addr: addr}}})
 	must(t, err)
 	t.Cleanup(p.Close)
 	b := p.Backends()[0]
+	start := time.Now()
 	waitFor(t, "down", func() bool { return b.State() == StateDown })
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("down after %v, before the 50ms timeout", d)
+	}
 	if e := b.Status().LastError; !strings.Contains(e, "timeout") {
 		t.Fatalf("last error %q", e)
 	}
+}
+
+// Close interrupts a check in flight rather than waiting out its timeout.
+func TestActiveCheckClose(t *testing.T) {
+	testutil.CheckLeaks(t) // before the server's cleanup, so after it
+	addr, accepted := silentServer(t)
+	p, err := NewPool(Config{
+		Health:   HealthCheck{Kind: "http", Interval: time.Minute, Timeout: time.Minute},
+		Backends: []BackendConfig{{Addr: addr}}})
+	must(t, err)
+	t.Cleanup(p.Close)
+	// Connected and waiting for a status line that never comes.
+	waitFor(t, "the check to connect", func() bool { return accepted.Load() == 1 })
 	start := time.Now()
 	p.Close()
-	if d := time.Since(start); d > 40*time.Millisecond {
-		t.Fatalf("Close took %v", d)
+	// A minute's timeout: anything near a second means Close interrupted
+	// it, however loaded the machine.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with a check in flight", d)
+	}
+	if r := p.Backends()[0].check.Load(); r != nil {
+		t.Fatalf("an interrupted check was recorded: %+v", r)
+	}
+}
+
+// The status line decides: 2xx and 3xx pass; anything else, or a line
+// that is not an HTTP/1.x status line, fails.
+func TestProbeStatusLine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	resp := make(chan string, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte(<-resp))
+			c.Close()
+		}
+	}()
+	req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, tc := range []struct {
+		line, err string // err "" passes
+	}{
+		{"HTTP/1.1 200 OK\r\n", ""},
+		{"HTTP/1.0 204 No Content\r\n", ""},
+		{"HTTP/1.1 302 Found\r\n", ""},
+		{"HTTP/1.1 200\r\n", ""}, // no reason phrase
+		{"HTTP/1.1 404 Not Found\r\n", "status 404"},
+		{"HTTP/1.1 503 Unavailable\r\n", "status 503"},
+		{"HTTP/1.1 101 Switching Protocols\r\n", "status 101"},
+		{"HTTP/1.1 2xx OK\r\n", "malformed status line"},
+		{"HTTP/1.1 2000 OK\r\n", "malformed status line"},
+		{"HTTP/2 200 OK\r\n", "malformed status line"},
+		{"SSH-2.0-OpenSSH_9.6\r\n", "malformed status line"},
+		{"HTTP/1.1 200 OK", "reading status line: EOF"},
+		{"HTTP/1.1 200 " + strings.Repeat("x", 300) + "\r\n", "status line too long"},
+	} {
+		resp <- tc.line
+		err := probe(context.Background(), ln.Addr().String(), 5*time.Second, req)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: err = %v, want %q", tc.line, err, tc.err)
+		}
 	}
 }
 
@@ -274,10 +353,11 @@ func TestActiveChecksFollowAddRemove(t *testing.T) {
 	b := p.Lookup(s.addr)
 	waitFor(t, "first check", func() bool { return !b.Status().LastCheck.IsZero() })
 	must(t, p.Remove(s.addr, 0, 0))
-	// The removed backend's checker stops: its last check stays put.
-	time.Sleep(30 * time.Millisecond)
+	// The removed backend's checker stops: its last check stays put while
+	// ten intervals pass.
+	time.Sleep(100 * time.Millisecond)
 	last := b.Status().LastCheck
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
 	if b.Status().LastCheck != last {
 		t.Fatal("checks go on after removal")
 	}
