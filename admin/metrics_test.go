@@ -200,6 +200,7 @@ func TestMetricsContract(t *testing.T) {
 // TestMetricsLint runs Prometheus's own linter (promlint) over wsgate's
 // metrics: naming (units, _total on counters), help texts, label use.
 func TestMetricsLint(t *testing.T) {
+	leak.CheckLeaks(t)
 	fe := &fakeEngine{stats: sampleStats()}
 	s, err := New(Config{Engine: fe, Pools: pools(NamedPool{DefaultPool, newPool(t, "127.0.0.1:8010")})})
 	if err != nil {

@@ -197,28 +197,39 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
-// Listen binds the address and serves in the background until Close. It
-// refuses a non-loopback address without a token: whoever can reach the
-// port could drain the node.
+// Listen binds the address (see Bind) and serves in the background until
+// Close.
 func (s *Server) Listen() error {
-	if err := s.checkExposure(); err != nil {
+	ln, err := s.Bind()
+	if err != nil {
 		return err
+	}
+	return s.Serve(ln)
+}
+
+// Bind checks and binds the address without serving yet, so that a caller
+// can refuse to start before anything else does and serve once what the
+// API reads is ready. It refuses a non-loopback address without a token:
+// whoever can reach the port could drain the node.
+func (s *Server) Bind() (net.Listener, error) {
+	if err := s.checkExposure(); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("admin: listen %s: %w", s.cfg.Addr, err)
+		return nil, fmt.Errorf("admin: listen %s: %w", s.cfg.Addr, err)
 	}
 	// The name may have resolved to more than it said: look at what was
 	// actually bound as well.
 	if ap := ln.Addr().(*net.TCPAddr).AddrPort(); !s.hasToken && !ap.Addr().IsLoopback() {
 		ln.Close()
-		return s.exposureError()
+		return nil, s.exposureError()
 	}
-	return s.Serve(ln)
+	return ln, nil
 }
 
 // Serve serves on ln in the background until Close; it does not check the
-// address (Listen does).
+// address (Bind does).
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

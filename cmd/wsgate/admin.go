@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,10 +40,13 @@ func adminOptionsFrom(c *cli.Context) (adminOptions, error) {
 	return o, nil
 }
 
-// startAdmin starts the admin API in front of srv and pool; the returned
-// function stops it. When ctx is done (SIGTERM) the API tells clients the
-// node is stopping (/readyz 503, no undrain) but keeps answering while the
-// proxy drains.
+// startAdmin binds the admin API for srv and pool, and serves it once srv
+// has started; the returned function stops it. Binding first makes a bad
+// or exposed admin address fail before the proxy accepts anyone; serving
+// only after Start keeps the API (and its once-a-second sampler) from
+// reading the engine while Start builds it. When ctx is done (SIGTERM) the
+// API tells clients the node is stopping (/readyz 503, no undrain) but
+// keeps answering while the proxy drains.
 func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pool *balance.Pool, log *slog.Logger) (func(), error) {
 	if o.addr == "" {
 		return func() {}, nil
@@ -62,22 +66,41 @@ func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pool *b
 	if err != nil {
 		return nil, err
 	}
-	if err := a.Listen(); err != nil {
+	ln, err := a.Bind()
+	if err != nil {
 		if errors.Is(err, admin.ErrNoToken) {
 			return nil, cli.Exit(err.Error(), exitUsage)
 		}
 		return nil, err
 	}
-	done := make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(done)
+		// The engine has no started signal of its own; its listeners'
+		// addresses appear when Start has returned (it holds the
+		// server's lock throughout), so they are it.
+		for len(srv.Addrs()) == 0 {
+			select {
+			case <-stop:
+				ln.Close()
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if err := a.Serve(ln); err != nil {
+			log.Error("admin API", "err", err)
+			ln.Close()
+			return
+		}
 		select {
 		case <-ctx.Done():
 			a.Stopping()
-		case <-done:
+		case <-stop:
 		}
 	}()
 	return func() {
-		close(done)
+		close(stop)
+		<-done
 		a.Close()
 	}, nil
 }

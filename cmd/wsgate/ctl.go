@@ -152,10 +152,15 @@ func newCtlClient(c *cli.Context) (*ctlClient, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, badFlag("admin", c.String("admin"), errors.New("want host:port or an http(s) URL"))
 	}
+	// One request per run: no connection is kept for later, so none is
+	// left open when the command returns (ctl also runs in-process, in
+	// tests).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
 	return &ctlClient{
 		base:  base,
 		token: c.String("token"),
-		hc:    &http.Client{Timeout: c.Duration("timeout")},
+		hc:    &http.Client{Transport: tr, Timeout: c.Duration("timeout")},
 		json:  c.Bool("json"),
 		out:   c.App.Writer,
 	}, nil
@@ -200,6 +205,9 @@ func (cl *ctlClient) do(method, path string, query url.Values, body, v any) erro
 		var ae struct{ Error string }
 		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
 			msg = ae.Error
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			msg += " (ctl: give it with --token or WSGATE_ADMIN_TOKEN)"
 		}
 		return cli.Exit(fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, msg), exitCtl)
 	}
