@@ -95,7 +95,7 @@ func TestDrainDeadlineAndSpread(t *testing.T) {
 	}
 	a := addrs(2)[0]
 	b := p.Lookup(a)
-	const deadline, spread = 100 * time.Millisecond, 200 * time.Millisecond
+	const deadline, spread = 200 * time.Millisecond, 800 * time.Millisecond
 	start := time.Now()
 	must(t, p.Remove(a, deadline, spread))
 	ds := b.DrainStatus()
@@ -104,13 +104,17 @@ func TestDrainDeadlineAndSpread(t *testing.T) {
 	}
 	waitFor(t, "removal", func() bool { return p.Lookup(a) == nil })
 	e.wg.Wait()
-	time.Sleep(2 * deadline) // a second call would come now
+	time.Sleep(deadline) // a second call would come now
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.calls) != 1 {
 		t.Fatalf("%d drain calls", len(e.calls))
 	}
-	if d := e.calls[0].Sub(start); d < deadline || d > deadline+300*time.Millisecond {
+	// Timers never fire early, so the lower bounds are exact; a loaded
+	// machine only makes things late, hence the generous upper bounds.
+	// Closing all four at the deadline, or calling before it, fails.
+	const late = time.Second
+	if d := e.calls[0].Sub(start); d < deadline || d > deadline+late {
 		t.Errorf("drain call %v after Remove, want %v", d, deadline)
 	}
 	if len(e.closed) != 4 {
@@ -118,8 +122,10 @@ func TestDrainDeadlineAndSpread(t *testing.T) {
 	}
 	for i, at := range e.closed {
 		want := time.Duration(i) * spread / 4
-		if got := at.Sub(e.calls[0]); got < want || got > want+150*time.Millisecond {
-			t.Errorf("tunnel %d closed %v after the call, want %v", i, got, want)
+		got := at.Sub(e.calls[0])
+		t.Logf("close %d: %v after the call, slot at %v", i, got.Round(time.Millisecond), want)
+		if got < want || got > want+late {
+			t.Errorf("close %d came %v after the call, want %v", i, got, want)
 		}
 	}
 	if b.State() != StateRemoved || b.Active() != 0 {
@@ -154,7 +160,9 @@ func TestDrainDeadlineCancelled(t *testing.T) {
 		held = append(held, mustPick(t, p, nil))
 	}
 	as := addrs(4)
-	const d = 30 * time.Millisecond
+	// Long enough that the calls below are done well before any deadline,
+	// even on a loaded machine.
+	const d = 300 * time.Millisecond
 	must(t, p.Drain(as[0], d, 0))
 	must(t, p.Undrain(as[0]))
 	must(t, p.Drain(as[1], d, 0))
@@ -170,7 +178,7 @@ func TestDrainDeadlineCancelled(t *testing.T) {
 	must(t, p.Drain(as[2], time.Hour, 0)) // replaces the deadline
 	must(t, p.Drain(as[3], d, 0))
 	p.Close()
-	time.Sleep(3 * d)
+	time.Sleep(2 * d) // the deadlines pass: their calls would come now
 	mu.Lock()
 	defer mu.Unlock()
 	if len(called) != 0 {
