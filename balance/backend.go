@@ -276,7 +276,9 @@ func (b *Backend) endSlow(until int64) {
 // max_conns filled up since the scan, when b became ineligible (drain,
 // removal: checking after the increment means a drain that has read the
 // active count cannot miss this lease), or when another Pick took the
-// half-open trial first.
+// half-open trial first. Backing out of a draining backend may be its last
+// release, in which case release finishes the drain under the pool's lock:
+// the drain saw this lease and left the removal to it.
 func (b *Backend) acquire(c *clock) bool {
 	if mc := b.maxConns.Load(); mc > 0 {
 		for {

@@ -34,9 +34,11 @@ func (k FailKind) String() string {
 //	... tunnel ...
 //	lease.Done()
 //
-// Exactly one of Failed or Done must be called, once; a second release
-// panics, as a negative sync.WaitGroup counter does, since the active
-// counts would otherwise drift. Connected may be called before either.
+// Exactly one of Failed or Done must be called, once: a second release
+// corrupts the backend's active count. A Lease is only its backend, so the
+// pool cannot tell one lease from another; it panics when a release takes
+// the count below zero, as a negative sync.WaitGroup counter does.
+// Connected may be called before either.
 type Lease struct {
 	b *Backend
 }

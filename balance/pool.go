@@ -4,7 +4,9 @@
 //
 // The backend set is an immutable value swapped atomically on every change
 // (copy-on-write), so Pick takes no lock and allocates nothing. Writers
-// serialise on Pool.mu.
+// serialise on Pool.mu. (One rare path of Pick does take it: backing out of
+// a backend that a racing drain has just emptied finishes that drain, which
+// is a writer's job; see Backend.acquire.)
 package balance
 
 import (
