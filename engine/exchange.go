@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -14,7 +15,6 @@ import (
 // head and the backend's answer. It is dropped as soon as the tunnel
 // starts, so an idle tunnel keeps none of it.
 type exchange struct {
-	fd       int            // the client socket, detached from netpoll
 	peer     netip.AddrPort // the client (from the socket or a PROXY header)
 	direct   netip.Addr     // the immediate peer, for trusted_proxies
 	tls      bool
@@ -45,6 +45,17 @@ const maxTries = 8
 
 const continue100 = "HTTP/1.1 100 Continue\r\n\r\n"
 
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+
+func getExchange() *exchange { return exchangePool.Get().(*exchange) }
+
+// putExchange returns ex, with its pooled parts, to the pool.
+func putExchange(ex *exchange) {
+	ex.release()
+	*ex = exchange{}
+	exchangePool.Put(ex)
+}
+
 // release returns the exchange's pooled parts.
 func (ex *exchange) release() {
 	putChunk(ex.head)
@@ -60,32 +71,10 @@ func (ex *exchange) release() {
 	}
 }
 
-// adopt takes in a client whose head netpoll has read.
-func (l *loop) adopt(ex *exchange) {
-	i := l.tabs.alloc()
-	t := l.tabs.at(i)
-	t.fd[sideClient] = int32(ex.fd)
-	t.started = ex.accepted
-	t.peer = makePeer(ex.peer)
-	l.setEx(t, ex)
-	t.active = l.now
-	t.state = stConnecting
-	if err := l.watch(i, sideClient, ex.fd); err != nil {
-		l.srv.log.Error("epoll_ctl add client failed", "err", err)
-		l.finish(i, causeInternal)
-		return
-	}
-	if ex.reject != nil {
-		l.answer(i, t, ex.reject)
-		return
-	}
-	l.dial(i, t)
-}
-
 // dial picks a backend and starts a non-blocking connect to it, moving on
-// to the next backend when one refuses at once. netpoll's dialer is not
-// used: it reports a refusal as "closed by peer", and 502 vs 504 needs the
-// errno (DESIGN.md, netpoll notes).
+// to the next backend when one refuses at once. The connect's outcome is
+// read from SO_ERROR when the socket turns writable, so a refusal (502)
+// and a timeout (504) stay apart.
 func (l *loop) dial(i int32, t *tunnel) {
 	ex := l.exOf(t)
 	srv := l.srv
@@ -185,6 +174,12 @@ func (l *loop) closeBackend(t *tunnel) {
 func (l *loop) stepConnect(i int32, t *tunnel) {
 	if t.io[sideBackend]&canWrite == 0 {
 		return // a client event; its bytes wait in its socket until the answer
+	}
+	if t.io[sideBackend]&peerShut == 0 {
+		// Writable without a hang-up: connected. A failed connect always
+		// comes with EPOLLERR|EPOLLHUP, so SO_ERROR is only read then.
+		l.connected(i, t)
+		return
 	}
 	errno, err := unix.GetsockoptInt(int(t.fd[sideBackend]), unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil && errno == 0 {
@@ -389,8 +384,14 @@ func (l *loop) readAnswer(i int32, t *tunnel) (bool, error) {
 			// closed connection while reading response header", a 502.
 			return false, handshake.ErrBackendBadResponse
 		}
+		room := cap(ex.ans.b) - len(ex.ans.b)
 		ex.ans.b = ex.ans.b[:len(ex.ans.b)+n]
 		t.active = l.now
+		if n < room && t.io[sideBackend]&peerShut == 0 {
+			// A short read drained the socket (see pump): the next read
+			// would say EAGAIN, and a new byte raises a new edge.
+			t.io[sideBackend] &^= canRead
+		}
 	}
 	l.requeue(i, t)
 	return false, nil

@@ -13,9 +13,10 @@ import (
 )
 
 // loop is one splice loop: a goroutine locked to its thread around
-// epoll_wait on its own epoll fd, edge-triggered. It owns every tunnel
-// handed to it — their sockets, pipes, chunks and timers — so nothing in a
-// tunnel is shared and nothing on the hot path takes a lock. Other
+// epoll_wait on its own epoll fd, edge-triggered. It accepts connections
+// and owns every tunnel it accepted — their sockets, pipes, chunks and
+// timers — so nothing in a tunnel is shared and nothing on the hot path
+// takes a lock. Other
 // goroutines talk to a loop only through its inbox.
 type loop struct {
 	id   int
@@ -52,6 +53,10 @@ type loop struct {
 	now   uint32       // ticks since start
 	tid   atomic.Int32 // the loop's OS thread, for per-loop CPU accounting
 	c     *loopCounters
+
+	accepting     bool   // the server wants this loop to accept
+	listening     bool   // the listeners are in this loop's epoll set
+	acceptBackoff uint32 // tick until which accepting is off after an error
 
 	done chan struct{}
 }
@@ -143,6 +148,12 @@ func (l *loop) run() {
 				}
 				continue
 			}
+			if isListenerIndex(ev.Fd) {
+				if l.listening {
+					l.accept(l.srv.listeners[listenerOf(ev.Fd)])
+				}
+				continue
+			}
 			l.event(ev)
 		}
 		if n == len(l.events) && len(l.events) < 4096 {
@@ -154,6 +165,9 @@ func (l *loop) run() {
 		l.runReady()
 		if l.now != l.wheel.now {
 			l.wheel.advance(l.now, l.timeout)
+			if l.accepting && !l.listening && int32(l.now-l.acceptBackoff) >= 0 {
+				l.pollListeners(true) // the back-off after EMFILE is over
+			}
 		}
 	}
 }
@@ -267,6 +281,8 @@ func (l *loop) event(ev *unix.EpollEvent) {
 // step advances tunnel i as far as its sockets allow.
 func (l *loop) step(i int32, t *tunnel) {
 	switch t.state {
+	case stHead:
+		l.stepHead(i, t)
 	case stConnecting:
 		l.stepConnect(i, t)
 	case stExchange:
@@ -313,6 +329,8 @@ func (l *loop) runReady() {
 func (l *loop) timeout(i int32) {
 	t := l.tabs.at(i)
 	switch t.state {
+	case stHead:
+		l.headTimedOut(i, t)
 	case stConnecting:
 		l.connectTimedOut(i, t)
 	case stExchange:

@@ -83,8 +83,14 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 				// Half-close: the source finished and everything it sent
 				// is delivered; tell the destination, and keep the other
 				// direction going (RFC 9293 3.6; HAProxy does the same for
-				// upgraded connections).
+				// upgraded connections). When the other direction has
+				// finished too, the close that follows sends the FIN:
+				// the destination's input was read to its end, so the
+				// close cannot turn into a reset.
 				dr.flags |= dShut
+				if t.dir[1-d].flags&dShut != 0 && t.state == stTunnel {
+					return -1, nil
+				}
 				if err := unix.Shutdown(dfd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
 					return dst, err
 				}

@@ -1,9 +1,9 @@
-// Package engine is wsgate's data path: it accepts clients with netpoll,
-// reads and checks their heads (package handshake), picks and dials a
-// backend (package balance), and then moves the bytes of each upgraded
-// tunnel in its own edge-triggered epoll loops with splice(2) and pooled
-// pipes, so that an idle tunnel costs a small struct and nothing else: no
-// goroutine, no buffer, no pipe.
+// Package engine is wsgate's data path: in its own edge-triggered epoll
+// loops it accepts clients, reads and checks their heads (package
+// handshake), picks and dials a backend (package balance), and then moves
+// the bytes of each upgraded tunnel with splice(2) and pooled pipes, so
+// that an idle tunnel costs a small struct and nothing else: no goroutine,
+// no buffer, no pipe.
 //
 // See DESIGN.md, "Data path" and "Tunnel phase", for the reasoning and the
 // measurements behind each choice.
@@ -22,7 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/balance"
@@ -89,10 +88,9 @@ type Config struct {
 	Keepalive time.Duration
 	Tries     int // backends tried per request, 1..8
 
-	MaxPipes       int // 0 = sized from RLIMIT_NOFILE
-	ParkBytes      int // per loop
-	EarlyDataBytes int
-	Limits         handshake.Limits
+	MaxPipes  int // 0 = sized from RLIMIT_NOFILE
+	ParkBytes int // per loop
+	Limits    handshake.Limits
 
 	Host           handshake.HostMode
 	HostLiteral    string
@@ -131,19 +129,17 @@ type Server struct {
 	accessLog *slog.Logger
 	route     *Route
 	c         *serverCounters
-	heads     headWatch
 
 	loops     []*loop
 	next      atomic.Uint32
 	listeners []*listener
 
 	limits         handshake.Limits
-	earlyData      int
 	mode           Mode
 	tries          int
 	parkLimit      int
 	pipesPerLoop   int
-	headerTimeout  time.Duration
+	headerTicks    uint32
 	connectTicks   uint32
 	answerTicks    uint32
 	idleTicks      uint32
@@ -163,31 +159,6 @@ type Server struct {
 	closed  bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
-}
-
-var netpollOnce sync.Once
-
-// configureNetpoll sets netpoll's process-wide knobs once: a small first
-// read buffer, since a head is usually under 1 KiB and netpoll's default
-// 8 KiB per connection would dominate a burst of handshakes (DESIGN.md,
-// netpoll notes), and its log into ours.
-func configureNetpoll(log *slog.Logger) {
-	netpollOnce.Do(func() {
-		netpoll.LinkBufferCap = 1 << 10
-		netpoll.Configure(netpoll.Config{
-			BufferSize:   1 << 10,
-			LoggerOutput: slogWriter{log},
-		})
-	})
-}
-
-// slogWriter passes netpoll's log lines to slog at debug level: wsgate
-// counts and logs the conditions that matter (EMFILE) itself.
-type slogWriter struct{ log *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Debug("netpoll", "msg", string(p))
-	return len(p), nil
 }
 
 // New checks cfg and returns a Server ready to Start.
@@ -221,9 +192,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ParkBytes == 0 {
 		cfg.ParkBytes = config.DefaultParkBytes
 	}
-	if cfg.EarlyDataBytes == 0 {
-		cfg.EarlyDataBytes = config.DefaultEarlyDataBytes
-	}
 	if cfg.Limits.MaxHeadBytes == 0 {
 		cfg.Limits.MaxHeadBytes = config.DefaultMaxHeadBytes
 	}
@@ -240,12 +208,11 @@ func New(cfg Config) (*Server, error) {
 		accessLog:      cfg.AccessLog,
 		c:              newServerCounters(),
 		limits:         cfg.Limits,
-		earlyData:      cfg.EarlyDataBytes,
 		mode:           cfg.Mode,
 		tries:          cfg.Tries,
 		parkLimit:      cfg.ParkBytes,
 		pipesPerLoop:   max(1, cfg.MaxPipes/cfg.Loops),
-		headerTimeout:  cfg.HeaderTimeout,
+		headerTicks:    ticks(cfg.HeaderTimeout),
 		connectTicks:   ticks(cfg.ConnectTimeout),
 		answerTicks:    ticks(cfg.AnswerTimeout),
 		lingerTicks:    ticks(cfg.LingerTimeout),
@@ -289,7 +256,6 @@ func (s *Server) Start() error {
 	if s.started {
 		return errors.New("engine: already started")
 	}
-	configureNetpoll(s.log)
 	n := max(1, s.cfg.ReusePort)
 	for _, addr := range s.cfg.Listen {
 		for k := 0; k < n; k++ {
@@ -298,7 +264,7 @@ func (s *Server) Start() error {
 				s.closeListeners()
 				return err
 			}
-			s.listeners = append(s.listeners, &listener{srv: s, fd: fd, addr: a, name: addr})
+			s.listeners = append(s.listeners, &listener{srv: s, idx: len(s.listeners), fd: fd, addr: a, name: addr})
 		}
 	}
 	for id := 0; id < s.cfg.Loops; id++ {
@@ -315,26 +281,19 @@ func (s *Server) Start() error {
 	}
 	s.cfg.Pool.OnDrainDeadline(s.drainBackend)
 	for _, l := range s.loops {
+		l.accepting = true
+		l.pollListeners(true)
 		go l.run()
 	}
-	s.wg.Add(2)
-	go s.watchHeads()
+	s.wg.Add(1)
 	go s.trimAfterBursts()
-	for _, ln := range s.listeners {
-		if err := ln.serve(); err != nil {
-			s.mu.Unlock()
-			s.Close()
-			s.mu.Lock()
-			return err
-		}
-	}
 	s.started = true
 	return nil
 }
 
 func (s *Server) closeListeners() {
 	for _, ln := range s.listeners {
-		ln.Close()
+		ln.close()
 	}
 	s.listeners = nil
 }
@@ -359,32 +318,51 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	lns := s.listeners
 	s.mu.Unlock()
-	for _, ln := range lns {
-		ln.stop(false)
-	}
+	s.setAccepting(false)
 	close(s.quit)
 	s.wg.Wait()
 	for _, l := range s.loops {
 		l.stop()
 	}
+	s.mu.Lock()
+	s.closeListeners()
+	s.mu.Unlock()
 	return nil
 }
 
+// setAccepting makes every loop start or stop polling the listeners, and
+// returns once they all have: after setAccepting(false) no loop accepts.
+func (s *Server) setAccepting(on bool) {
+	var wg sync.WaitGroup
+	for _, l := range s.loops {
+		wg.Add(1)
+		if !l.post(func(l *loop) {
+			l.accepting = on
+			l.pollListeners(on)
+			wg.Done()
+		}) {
+			wg.Done()
+		}
+	}
+	wg.Wait()
+}
+
 // Pause stops accepting: new connections are refused, the sockets stay
-// bound so that Resume can accept again. Tunnels are untouched.
+// bound so that Resume can accept again. Tunnels, and clients still
+// sending their heads, are untouched.
 func (s *Server) Pause() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.paused {
+	if s.closed || s.paused || !s.started {
 		return nil
 	}
 	s.paused = true
+	s.setAccepting(false)
 	var first error
 	for _, ln := range s.listeners {
-		if err := ln.stop(true); err != nil && first == nil {
-			first = err
+		if err := ln.pause(); err != nil && first == nil {
+			first = fmt.Errorf("pause %s: %w", ln.name, err)
 		}
 	}
 	return first
@@ -397,12 +375,13 @@ func (s *Server) Resume() error {
 	if s.closed || !s.paused {
 		return nil
 	}
-	s.paused = false
 	for _, ln := range s.listeners {
 		if err := ln.resume(); err != nil {
 			return err
 		}
 	}
+	s.paused = false
+	s.setAccepting(true)
 	return nil
 }
 
@@ -462,7 +441,7 @@ func (s *Server) waitIdle(stop <-chan struct{}) bool {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if s.c.headsPending.Load() == 0 && s.held() == 0 {
+		if s.held() == 0 {
 			return true
 		}
 		select {

@@ -1,312 +1,161 @@
 package engine
 
 import (
-	"context"
-	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/handshake"
 )
 
-// session is one client connection while netpoll reads its head. It moves
-// whatever arrives into its own small head buffer and returns at once, so a
-// half-sent head parks no goroutine (5,000 slowloris clients would park
-// 5,000 of them otherwise, DESIGN.md); the header timeout lives in the
-// server's head watch list, not in a blocked read.
-//
-// Ownership of the connection passes exactly once, decided by a CAS on
-// state: to a loop (head complete, valid or not), or to the head watcher
-// (timeout), or back to netpoll (the client left first).
-type session struct {
-	context.Context // netpoll hands it back to OnRequest; embedding saves an allocation
-	srv             *Server
-	ln              *listener
-	conn            netpoll.Connection
-	state           atomic.Int32
-	head            *chunk
-	headLen         int // 0 until the head's end is found
-	scan            handshake.HeadScanner
-	peer            netip.AddrPort
-	accepted        int64
-	ex              *exchange
+// The head phase: a client connection from accept until its head is read.
+// It is a tunnel in state stHead in the loop that accepted it, reading into
+// its exchange's head chunk (1 KiB, grown only for a large head) as bytes
+// arrive. A half-sent head parks no goroutine and holds no thread: 5,000
+// slowloris clients are 5,000 small entries, and the header timeout is the
+// loop's timer wheel (DESIGN.md, netpoll notes, "Two ways to wait").
 
-	// head watch list, under Server.heads.mu
-	prev, next *session
-	deadline   int64
-	watched    bool
-}
+// headChunk is the head buffer a connection starts with: a browser's
+// upgrade head is 400-700 bytes. The prototype measured that a 16 KiB one
+// left 548 B of retained heap per idle tunnel after a burst, 1 KiB 48 B.
+const headChunk = 1 << 10
 
-const (
-	sReading  int32 = iota // netpoll is reading the head
-	sHandoff               // head complete: going to a loop
-	sTimedOut              // the header timeout passed: 408 and close
-	sGone                  // the client closed first
-)
-
-func (s *Server) onPrepare(ln *listener) netpoll.OnPrepare {
-	return func(conn netpoll.Connection) context.Context {
-		ss := &session{
-			Context:  context.Background(),
-			srv:      s,
-			ln:       ln,
-			conn:     conn,
-			accepted: time.Now().UnixNano(),
-		}
-		if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
-			ap := ta.AddrPort()
-			ss.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		}
-		conn.AddCloseCallback(ss.closed)
-		s.c.accepted.Add(1)
-		s.c.headsPending.Add(1)
-		s.heads.add(ss, s.headerTimeout)
-		return ss
-	}
-}
-
-// onRequest runs on a netpoll goroutine whenever bytes arrived. It must
-// consume them all (netpoll calls it again at once otherwise).
-func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
-	ss := ctx.(*session)
-	r := conn.Reader()
-	n := r.Len()
-	if n == 0 {
-		return nil
-	}
-	if ss.state.Load() != sReading {
-		r.Skip(n)
-		r.Release()
-		return nil
-	}
-	if ss.head == nil {
-		ss.head = getChunk(n)
-	}
-	p, err := r.Next(n)
-	if err != nil {
-		return nil
-	}
-	ss.head = growChunk(ss.head, n)
-	ss.head.b = append(ss.head.b, p...)
-	r.Release()
-	if ss.headLen == 0 {
-		end, err := ss.scan.Scan(ss.head.b, s.limits.MaxHeadBytes)
-		if err != nil {
-			ss.reject(asReject(err))
-			return nil
-		}
-		if end == 0 {
-			return nil
-		}
-		ss.headLen = end
-	}
-	ss.complete()
-	return nil
-}
-
-// complete parses the head and hands the connection to a loop with either
-// the parsed request or the rejection to answer.
-func (ss *session) complete() {
-	if !ss.state.CompareAndSwap(sReading, sHandoff) {
+// newClient starts the head phase of an accepted socket.
+func (l *loop) newClient(ln *listener, fd int, peer netip.AddrPort) {
+	srv := l.srv
+	i := l.tabs.alloc()
+	t := l.tabs.at(i)
+	t.fd[sideClient] = int32(fd)
+	t.started = time.Now().UnixNano()
+	t.peer = makePeer(peer)
+	t.active = l.now
+	t.state = stHead
+	ex := getExchange()
+	ex.peer, ex.direct = peer, peer.Addr()
+	ex.accepted = t.started
+	ex.route = srv.route
+	l.setEx(t, ex)
+	l.c.accepted.Add(1)
+	l.c.heads.Add(1)
+	if err := l.watch(i, sideClient, fd); err != nil {
+		srv.log.Error("epoll_ctl add client failed", "err", err)
+		l.finish(i, causeInternal)
 		return
 	}
-	srv := ss.srv
-	srv.heads.remove(ss)
-	ex := &exchange{
-		peer:     ss.peer,
-		direct:   ss.peer.Addr(),
-		accepted: ss.accepted,
-		head:     ss.head,
-		headLen:  ss.headLen,
-		route:    srv.route,
-	}
-	ss.head = nil
-	req := getRequest()
-	if err := handshake.ParseRequest(ex.head.b[:ex.headLen], req, &srv.limits); err != nil {
-		putRequest(req)
-		ex.reject = asReject(err)
-	} else {
-		ex.req = req
-		// handshake guarantees an upgrade carries no body (it rejects one
-		// that does), so an upgrade forwards nothing before the 101.
-		ex.upgrade = req.IsUpgrade
-		if !ex.upgrade {
-			ex.body.Init(req.Body, req.ContentLength)
-		}
-	}
-	ss.ex = ex
-	ss.detach() // the close callback, run after onRequest returns, hands over
+	l.wheel.arm(i, l.now+srv.headerTicks)
+	// With TCP_DEFER_ACCEPT the head has usually arrived already: read it
+	// now rather than after a round through epoll.
+	t.io[sideClient] = canRead | canWrite
+	l.stepHead(i, t)
 }
 
-// reject answers one of the head's errors through a loop, which writes it
-// and lingers.
-func (ss *session) reject(r *handshake.Reject) {
-	if !ss.state.CompareAndSwap(sReading, sHandoff) {
-		return
-	}
-	ss.srv.heads.remove(ss)
-	ss.ex = &exchange{
-		peer:     ss.peer,
-		direct:   ss.peer.Addr(),
-		accepted: ss.accepted,
-		head:     ss.head,
-		reject:   r,
-		route:    ss.srv.route,
-	}
-	ss.head = nil
-	ss.detach()
-}
-
-// closed is netpoll's close callback: after a Detach it hands the socket
-// over; otherwise it releases what the session held.
-func (ss *session) closed(conn netpoll.Connection) error {
-	srv := ss.srv
-	srv.c.headsPending.Add(-1)
-	if ss.state.Load() != sHandoff {
-		ss.state.Store(sGone)
-		srv.heads.remove(ss)
-		putChunk(ss.head)
-		ss.head = nil
-		return nil
-	}
-	ex := ss.ex
-	ss.ex = nil
-	// Bytes netpoll read after our last onRequest follow the head: early
-	// data of an upgrade, or the start of a plain request's body. netpoll
-	// has read them from the socket, so they are kept, all of them.
-	if r := conn.Reader(); r.Len() > 0 && ex.reject == nil {
-		n := r.Len()
-		if p, err := r.Next(n); err == nil {
-			ex.head = growChunk(ex.head, n)
-			ex.head.b = append(ex.head.b, p...)
-		}
-	}
-	fc, ok := conn.(interface{ Fd() int })
-	if !ok {
-		ex.release()
-		return nil
-	}
-	if ex.upgrade && len(ex.head.b)-ex.headLen > srv.earlyData {
-		// WebSocket clients wait for the 101 before sending frames; one
-		// that sends this much first would make wsgate buffer it all.
-		srv.log.Debug("closing client: early data over the limit", "client", ex.peer, "bytes", len(ex.head.b)-ex.headLen)
-		closeFD(fc.Fd())
-		ex.release()
-		return nil
-	}
-	ex.fd = fc.Fd()
-	ex.tls = false
-	if !srv.nextLoop().post(func(l *loop) { l.adopt(ex) }) {
-		closeFD(ex.fd)
-		ex.release()
-	}
-	return nil
-}
-
-// headWatch holds the sessions still reading their heads, oldest first: all
-// share one header timeout, so insertion order is deadline order and the
-// watcher only ever looks at the front.
-type headWatch struct {
-	mu         sync.Mutex
-	head, tail *session
-	n          int
-}
-
-func (w *headWatch) add(ss *session, timeout time.Duration) {
-	w.mu.Lock()
-	ss.deadline = time.Now().Add(timeout).UnixNano()
-	ss.prev, ss.next = w.tail, nil
-	if w.tail != nil {
-		w.tail.next = ss
-	} else {
-		w.head = ss
-	}
-	w.tail = ss
-	ss.watched = true
-	w.n++
-	w.mu.Unlock()
-}
-
-func (w *headWatch) remove(ss *session) {
-	w.mu.Lock()
-	w.removeLocked(ss)
-	w.mu.Unlock()
-}
-
-func (w *headWatch) removeLocked(ss *session) {
-	if !ss.watched {
-		return
-	}
-	if ss.prev != nil {
-		ss.prev.next = ss.next
-	} else {
-		w.head = ss.next
-	}
-	if ss.next != nil {
-		ss.next.prev = ss.prev
-	} else {
-		w.tail = ss.prev
-	}
-	ss.prev, ss.next, ss.watched = nil, nil, false
-	w.n--
-}
-
-// expire takes every session past its deadline off the list.
-func (w *headWatch) expire(now int64, out []*session) []*session {
-	w.mu.Lock()
-	for ss := w.head; ss != nil && ss.deadline <= now; ss = w.head {
-		w.removeLocked(ss)
-		out = append(out, ss)
-	}
-	w.mu.Unlock()
-	return out
-}
-
-// watchHeads closes clients that have not sent a whole head within the
-// header timeout, with 408 when the socket takes it: a slow client never
-// holds a slot beyond the timeout.
-func (s *Server) watchHeads() {
-	defer s.wg.Done()
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	var expired []*session
-	timeout := handshake.AppendReject(nil, handshake.ErrHeaderTimeout)
-	for {
-		select {
-		case <-s.quit:
+// stepHead reads what the client sent into the head chunk until the head
+// is complete, then parses it and starts the exchange. Reads are bounded
+// by the head limit: the client cannot make wsgate buffer more than one
+// head (plus what arrived with its last part) however much it sends.
+func (l *loop) stepHead(i int32, t *tunnel) {
+	ex := l.exOf(t)
+	srv := l.srv
+	limit := srv.limits.MaxHeadBytes
+	fd := int(t.fd[sideClient])
+	for ops := 0; ops < maxOps; ops++ {
+		if t.io[sideClient]&canRead == 0 {
 			return
-		case <-t.C:
 		}
-		expired = s.heads.expire(time.Now().UnixNano(), expired[:0])
-		for _, ss := range expired {
-			if !ss.state.CompareAndSwap(sReading, sTimedOut) {
+		if ex.head == nil {
+			ex.head = getChunk(headChunk)
+		} else if len(ex.head.b) == cap(ex.head.b) {
+			// Room for the rest of a head up to the limit, and one byte
+			// more to see that it went over (431).
+			ex.head = growChunk(ex.head, min(cap(ex.head.b), limit+1-len(ex.head.b)))
+		}
+		b := ex.head.b
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err != nil {
+			if err == unix.EAGAIN {
+				t.io[sideClient] &^= canRead
+				return
+			}
+			if err == unix.EINTR {
 				continue
 			}
-			s.c.reject(handshake.ErrHeaderTimeout)
-			s.c.observeHandshake(ss.accepted)
-			// onRequest never writes, so this is the only writer; the
-			// socket's send buffer is empty, so the write cannot block.
-			ss.conn.Write(timeout)
-			ss.conn.Close()
+			l.headGone(i)
+			return
 		}
-		clear(expired)
+		if n == 0 {
+			l.headGone(i)
+			return
+		}
+		ex.head.b = b[:len(b)+n]
+		t.active = l.now
+		if n < cap(b)-len(b) && t.io[sideClient]&peerShut == 0 {
+			t.io[sideClient] &^= canRead // drained (see pump)
+		}
+		end, err := ex.scan.Scan(ex.head.b, limit)
+		if err != nil {
+			l.headDone(t)
+			l.answer(i, t, asReject(err))
+			return
+		}
+		if end > 0 {
+			ex.headLen = end
+			ex.scan.Reset() // for the backend's answer
+			l.headDone(t)
+			l.request(i, t)
+			return
+		}
 	}
+	l.requeue(i, t)
 }
 
-// detach takes the connection out of netpoll's poller without closing its
-// socket: netpoll's concrete connection has Detach (DESIGN.md, netpoll
-// notes). Its close callbacks then run, ours handing the socket over.
-func (ss *session) detach() {
-	if d, ok := ss.conn.(interface{ Detach() error }); ok {
-		d.Detach()
+// headDone ends the head phase's accounting.
+func (l *loop) headDone(t *tunnel) {
+	l.c.heads.Add(-1)
+}
+
+// headGone closes a client that left (or failed) before its head was
+// complete. One that sent nothing at all — an L4 balancer's TCP health
+// check, a port scan — is not a session: it gets no access-log line (nginx
+// logs none either).
+func (l *loop) headGone(i int32) {
+	t := l.tabs.at(i)
+	l.headDone(t)
+	if ex := l.exOf(t); ex.head == nil || len(ex.head.b) == 0 {
+		l.wheel.disarm(i)
+		unix.Close(int(t.fd[sideClient]))
+		l.dropEx(t)
+		l.c.closes[causeClientGone].Add(1)
+		l.tabs.release(i)
 		return
 	}
-	// Not netpoll's connection type: the socket cannot be taken over.
-	ss.srv.log.Error("netpoll connection cannot be detached; closing it")
-	ss.state.Store(sGone)
-	ss.conn.Close()
+	l.finish(i, causeClientGone)
+}
+
+// headTimedOut answers 408 to a client that did not send a whole head
+// within the header timeout: a slow client never holds a slot beyond it.
+func (l *loop) headTimedOut(i int32, t *tunnel) {
+	l.headDone(t)
+	l.answer(i, t, handshake.ErrHeaderTimeout)
+}
+
+// request parses the complete head and either answers the rejection or
+// dials a backend.
+func (l *loop) request(i int32, t *tunnel) {
+	ex := l.exOf(t)
+	req := getRequest()
+	if err := handshake.ParseRequest(ex.head.b[:ex.headLen], req, &l.srv.limits); err != nil {
+		putRequest(req)
+		l.answer(i, t, asReject(err))
+		return
+	}
+	ex.req = req
+	// handshake guarantees an upgrade carries no body (it rejects one
+	// that does), so an upgrade forwards nothing before the 101.
+	ex.upgrade = req.IsUpgrade
+	if !ex.upgrade {
+		ex.body.Init(req.Body, req.ContentLength)
+	}
+	t.state = stConnecting
+	l.dial(i, t)
 }

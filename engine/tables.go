@@ -96,7 +96,7 @@ func (l *loop) dropEx(t *tunnel) {
 		return
 	}
 	k := t.ex - 1
-	l.exchanges[k].release()
+	putExchange(l.exchanges[k])
 	l.exchanges[k] = nil
 	l.exFree = append(l.exFree, k)
 	t.ex = 0

@@ -8,9 +8,8 @@ import (
 
 // Returning memory after handshake bursts.
 //
-// A handshake allocates transient objects (netpoll's connection and its
-// first buffer, the session, the exchange) and borrows pooled ones (the
-// parsed request, head buffers). After a burst — a restart's reconnect
+// A handshake allocates transient objects (the exchange, a socket
+// address) and borrows pooled ones (the parsed request, head buffers). After a burst — a restart's reconnect
 // herd, a benchmark opening 9,000 tunnels — they are garbage or idle in
 // pools, but the Go runtime keeps the heap they grew until later GCs and
 // its scavenger get round to it, which an idle process may not do for
@@ -37,7 +36,7 @@ func (s *Server) trimAfterBursts() {
 		case <-s.quit:
 			return
 		case now := <-t.C:
-			n := s.c.accepted.Load()
+			n := s.accepted()
 			if n != lastAccepted {
 				sinceTrim += n - lastAccepted
 				lastAccepted, lastChange = n, now
@@ -52,4 +51,13 @@ func (s *Server) trimAfterBursts() {
 			s.c.trims.Add(1)
 		}
 	}
+}
+
+// accepted sums the loops' accept counters.
+func (s *Server) accepted() uint64 {
+	var n uint64
+	for _, l := range s.loops {
+		n += l.c.accepted.Load()
+	}
+	return n
 }

@@ -13,10 +13,11 @@ const (
 	dirDown     = 1 // backend → client
 )
 
-// Tunnel states. A tunnel is born when its client's head has been read and
-// accepted (or rejected) and lives in one loop until both sockets close.
+// Tunnel states. A tunnel is born when the loop accepts its client and
+// lives in that loop until both sockets close.
 const (
 	stFree       uint8 = iota
+	stHead             // reading the client's head (session.go)
 	stConnecting       // backend connect in flight
 	stExchange         // head sent or being sent; waiting for the answer head
 	stTunnel           // upgraded: bytes both ways until both ends finish
