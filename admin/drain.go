@@ -109,6 +109,10 @@ func (s *Server) undrainBackend(w http.ResponseWriter, r *http.Request) {
 type nodeDrain struct {
 	srv *Server
 
+	// op serialises drains and undrains, which call the engine; mu guards
+	// the state below and is not held across those calls, so that /readyz
+	// is never kept waiting by a Pause in progress.
+	op            sync.Mutex
 	mu            sync.Mutex
 	draining      bool
 	stopping      bool
@@ -119,6 +123,25 @@ type nodeDrain struct {
 	closing       bool        // DrainAll has been called
 	timer         *time.Timer // fires DrainAll at the deadline
 	gen           uint64      // bumped by every change, so a stale timer does nothing
+}
+
+// readiness is /readyz's answer. It asks the engine whether it is paused
+// only when the node's own state does not already say "not ready": the
+// engine holds its lock while a Pause is in progress, and a drain makes the
+// node unready before that Pause, not after it.
+func (n *nodeDrain) readiness() (ready bool, reason string) {
+	n.mu.Lock()
+	stopping, draining := n.stopping, n.draining
+	n.mu.Unlock()
+	switch {
+	case stopping:
+		return false, "stopping"
+	case draining:
+		return false, "draining"
+	case n.srv.cfg.Engine.Paused():
+		return false, "paused"
+	}
+	return true, ""
 }
 
 func (n *nodeDrain) status(active int64) NodeStatus {
@@ -155,9 +178,12 @@ func (n *nodeDrain) status(active int64) NodeStatus {
 // closes are scheduled).
 func (n *nodeDrain) start(deadline, spread time.Duration) error {
 	e := n.srv.cfg.Engine
+	n.op.Lock()
+	defer n.op.Unlock()
+	active := e.Stats().TunnelsActive
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.stopping {
+		n.mu.Unlock()
 		return errStopping
 	}
 	// Not ready first, then stop accepting: a load balancer polling
@@ -165,12 +191,15 @@ func (n *nodeDrain) start(deadline, spread time.Duration) error {
 	if !n.draining {
 		n.draining = true
 		n.since = time.Now()
-		n.activeAtStart = e.Stats().TunnelsActive
+		n.activeAtStart = active
 		n.closing = false
 	}
+	n.mu.Unlock()
 	if err := e.Pause(); err != nil {
 		return fmt.Errorf("pause accepting: %w", err)
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.gen++
 	if n.timer != nil {
 		n.timer.Stop()
@@ -206,14 +235,21 @@ var errStopping = errors.New("the node is stopping: it neither drains nor accept
 // scheduled still close; it reports whether that was the case.
 func (n *nodeDrain) undrain() (wasClosing bool, err error) {
 	e := n.srv.cfg.Engine
+	n.op.Lock()
+	defer n.op.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.stopping {
+	stopping := n.stopping
+	n.mu.Unlock()
+	if stopping {
 		return false, errStopping
 	}
+	// Accepting first, then ready: the other way round a load balancer
+	// could send clients to a node still refusing them.
 	if err := e.Resume(); err != nil {
 		return false, fmt.Errorf("accept again: %w", err)
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	wasClosing = n.closing
 	n.gen++
 	if n.timer != nil {

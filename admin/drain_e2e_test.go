@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -48,13 +49,22 @@ func TestBackendDrainEndToEnd(t *testing.T) {
 	exchange(t, all, 10*time.Second)
 	addrA := p.backends[0].Addr()
 
-	start := time.Now()
+	stalls := watchStalls(t)
+	sent := time.Now()
 	ans := p.api.post("/backends/" + addrA + "/drain?deadline=2s&spread=1s")
+	answered := time.Now()
 	expect(t, ans, http.StatusOK, "drain a")
 	var be Backend
 	ans.json(t, &be)
-	if be.State != "draining" || be.Drain == nil || be.Drain.ActiveAtStart != perBackend || be.Drain.Active != perBackend || be.Drain.SpreadSeconds != 1 {
+	if be.State != "draining" || be.Drain == nil || be.Drain.ActiveAtStart != perBackend || be.Drain.Active != perBackend || be.Drain.SpreadSeconds != 1 ||
+		be.Drain.Deadline == nil || be.Drain.Deadline.Sub(be.Drain.Since) != 2*time.Second {
 		t.Fatalf("drain answer: %s", ans.body)
+	}
+	// The call is when the server took it (its clock is this one): on a
+	// loaded machine the request alone can take a while to be served.
+	start := be.Drain.Since
+	if start.Before(sent) || start.After(answered) {
+		t.Fatalf("drain started at %v, outside the request's [%v, %v]", start, sent, answered)
 	}
 
 	// New tunnels all go to b.
@@ -105,13 +115,17 @@ func TestBackendDrainEndToEnd(t *testing.T) {
 	slices.Sort(offsets)
 	first, last := offsets[0], offsets[len(offsets)-1]
 	p10, p90 := offsets[len(offsets)/10], offsets[len(offsets)*9/10]
-	t.Logf("a's closes after the drain call: first %v, 10%% %v, 90%% %v, last %v", first, p10, p90, last)
-	if first < 2*time.Second || last > 3500*time.Millisecond {
+	// A machine too loaded to run this process on time delays the closes
+	// and bunches them by as much: the bounds allow for what was measured.
+	stall := stalls()
+	t.Logf("a's closes after the drain call (answered in %v): first %v, 10%% %v, 90%% %v, last %v; longest stall %v",
+		answered.Sub(sent), first, p10, p90, last, stall)
+	if first < 2*time.Second || last > 3500*time.Millisecond+stall {
 		t.Errorf("a's tunnels closed from %v to %v after the call, want within [2s, 3.5s]", first, last)
 	}
 	// Evenly over 1 s, the middle 80% span about 0.8 s; all at one
 	// instant (or in a few bursts of the 100 ms timer wheel) far less.
-	if p90-p10 < 500*time.Millisecond {
+	if p90-p10 < 500*time.Millisecond-stall {
 		t.Errorf("a's closes are bunched: the middle 80%% took %v, want them spread over about 1s", p90-p10)
 	}
 
@@ -193,6 +207,7 @@ func TestNodeDrainEndToEnd(t *testing.T) {
 	exchange(t, open, 5*time.Second)
 
 	// With a deadline: the rest end with Close frames after it.
+	stalls := watchStalls(t)
 	start := time.Now()
 	expect(t, p.api.post("/drain?deadline=500ms&spread=200ms"), http.StatusOK, "POST /drain with a deadline")
 	expect(t, p.api.get("/readyz"), http.StatusServiceUnavailable, "readyz while draining")
@@ -206,7 +221,7 @@ func TestNodeDrainEndToEnd(t *testing.T) {
 	})
 	for _, tn := range open {
 		at := tn.closed().Sub(start)
-		if at < 500*time.Millisecond || at > 2*time.Second {
+		if at < 500*time.Millisecond || at > 2*time.Second+stalls() {
 			t.Errorf("a tunnel closed %v after POST /drain?deadline=500ms&spread=200ms", at)
 		}
 		if c := tn.code.Load(); c != 1001 {
@@ -219,4 +234,31 @@ func TestNodeDrainEndToEnd(t *testing.T) {
 	if d := stats.Node.Drain; d == nil || !d.Closing || d.Progress != 1 {
 		t.Errorf("node drain after the deadline: %+v", d)
 	}
+}
+
+// watchStalls measures how late this process's goroutines get to run: the
+// longest a 10 ms sleep overslept, until the test ends.
+func watchStalls(t *testing.T) func() time.Duration {
+	var worst atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			before := time.Now()
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			late := time.Since(before) - 10*time.Millisecond
+			if int64(late) > worst.Load() {
+				worst.Store(int64(late))
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+	return func() time.Duration { return time.Duration(worst.Load()) }
 }

@@ -180,3 +180,28 @@ func TestNodeDrainPauseFails(t *testing.T) {
 		t.Fatalf("%+v", e)
 	}
 }
+
+// TestReadyzDuringPause: /readyz says 503 as soon as a drain starts, while
+// the engine is still pausing its listeners (and holding its lock), not
+// only once the pause is done.
+func TestReadyzDuringPause(t *testing.T) {
+	testutil.CheckLeaks(t)
+	fe := &fakeEngine{pausing: make(chan struct{}), pauseGate: make(chan struct{})}
+	_, c := startServer(t, Config{Engine: fe})
+	drained := make(chan answer, 1)
+	go func() { drained <- c.post("/drain?deadline=0") }()
+	<-fe.pausing
+	ready := make(chan answer, 1)
+	go func() { ready <- c.get("/readyz") }()
+	select {
+	case a := <-ready:
+		expect(t, a, http.StatusServiceUnavailable, "readyz while the engine pauses")
+	case <-time.After(2 * time.Second):
+		close(fe.pauseGate)
+		<-ready
+		<-drained
+		t.Fatal("/readyz waited for the engine's Pause")
+	}
+	close(fe.pauseGate)
+	expect(t, <-drained, http.StatusOK, "POST /drain")
+}

@@ -31,6 +31,10 @@ type fakeEngine struct {
 	resumes  int
 	drains   []drainAllCall
 	pauseErr error
+	// pausing, when set, is told when Pause starts; Pause then holds the
+	// lock (as the engine holds its own) until pauseGate closes.
+	pausing   chan struct{}
+	pauseGate chan struct{}
 }
 
 type drainAllCall struct {
@@ -47,6 +51,10 @@ func (f *fakeEngine) Stats() engine.Stats {
 func (f *fakeEngine) Pause() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.pausing != nil {
+		f.pausing <- struct{}{}
+		<-f.pauseGate
+	}
 	if f.pauseErr != nil {
 		return f.pauseErr
 	}

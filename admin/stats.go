@@ -255,11 +255,11 @@ func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request) {
 // serveReadyz answers 503 as soon as the node drains, pauses or stops, so
 // that a load balancer (or Kubernetes) sends no more clients here.
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
-	st := s.node.status(0)
-	body := map[string]any{"ready": st.Ready}
+	ready, reason := s.node.readiness()
+	body := map[string]any{"ready": ready}
 	code := http.StatusOK
-	if !st.Ready {
-		body["reason"] = st.Reason
+	if !ready {
+		body["reason"] = reason
 		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, body)
