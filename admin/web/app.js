@@ -411,7 +411,8 @@ function askToken(why) {
 // mutate sends a change, asking for the token first when the API needs
 // one and again when it was refused.
 async function mutate(method, path) {
-  const needToken = state.stats && state.stats.token_required;
+  // A 401 also says a token is needed: /stats may not have been read yet.
+  let needToken = state.stats && state.stats.token_required;
   let why = "";
   for (let attempt = 0; attempt < 3; attempt++) {
     if (needToken && !state.token) {
@@ -434,6 +435,7 @@ async function mutate(method, path) {
         showMessage(body.error || r.status + " " + r.statusText);
         return null;
       }
+      needToken = true;
       state.token = "";
       sessionStorage.removeItem(TOKEN_KEY);
       why = body.error || "token refused";
