@@ -262,13 +262,13 @@ func silentServer(t *testing.T) (addr string, accepted *atomic.Int32) {
 func TestActiveHTTPTimeout(t *testing.T) {
 	testutil.CheckLeaks(t) // before the server's cleanup, so after it
 	addr, _ := silentServer(t)
+	start := time.Now() // the first check starts in NewPool
 	p, err := NewPool(Config{
 		Health:   HealthCheck{Kind: "http", Interval: 10 * time.Millisecond, Timeout: 50 * time.Millisecond, Rise: 1, Fall: 1},
 		Backends: []BackendConfig{{Addr: addr}}})
 	must(t, err)
 	t.Cleanup(p.Close)
 	b := p.Backends()[0]
-	start := time.Now()
 	waitFor(t, "down", func() bool { return b.State() == StateDown })
 	if d := time.Since(start); d < 50*time.Millisecond {
 		t.Fatalf("down after %v, before the 50ms timeout", d)
