@@ -108,7 +108,7 @@ func (l *loop) armIdle(i int32, t *tunnel) {
 	if ex := l.exOf(t); t.state == stHTTP && ex != nil && !ex.answered {
 		earliest(t.active + l.srv.answerTicks)
 	}
-	if k := l.srv.keepaliveTicks; k > 0 && t.ws {
+	if k := l.srv.listeners[t.ln].keepaliveTicks; k > 0 && t.ws {
 		at := t.active + k
 		if int32(at-l.now) <= 0 {
 			at = l.now + k // pinged already: the next one an interval later
@@ -138,7 +138,7 @@ func (l *loop) idleCheck(i int32, t *tunnel) {
 		l.beginClose(i, t, causeIdle)
 		return
 	}
-	if k := l.srv.keepaliveTicks; k > 0 && t.state == stTunnel && int32(l.now-(t.active+k)) >= 0 {
+	if k := l.srv.listeners[t.ln].keepaliveTicks; k > 0 && t.state == stTunnel && int32(l.now-(t.active+k)) >= 0 {
 		if l.keepalive(t) {
 			l.stepTunnel(i, t)
 			if l.tabs.at(i).state == stFree {
@@ -236,12 +236,16 @@ func (l *loop) finish(i int32, cause uint8) {
 		return
 	}
 	l.wheel.disarm(i)
+	if t.tls {
+		l.srv.closeBridge(int(t.fd[sideClient]))
+	}
 	for side := range t.fd {
 		if fd := t.fd[side]; fd >= 0 {
 			unix.Close(int(fd))
 			t.fd[side] = -1
 		}
 	}
+	l.releaseTunnel(t)
 	for d := range t.dir {
 		dr := &t.dir[d]
 		l.unpark(dr)

@@ -61,6 +61,8 @@ func (c *loopCounters) observeTunnel(started int64) {
 type serverCounters struct {
 	acceptErrors atomic.Uint64
 	fdLimit      atomic.Uint64
+	tlsFailures  atomic.Uint64 // TLS handshakes that failed or timed out
+	tlsTunnels   atomic.Int64  // TLS connections past their handshake
 	trims        atomic.Uint64 // memory returned after a handshake burst
 	handshakeOK  atomic.Uint64 // upgrades answered 101 and tunnelled
 	plainOK      atomic.Uint64 // plain requests answered by a backend
@@ -73,6 +75,9 @@ func newServerCounters() *serverCounters {
 	c := &serverCounters{rejects: make(map[string]*atomic.Uint64)}
 	for _, r := range handshake.Reasons() {
 		c.rejects[r] = new(atomic.Uint64)
+	}
+	for _, r := range handshake.ProxyRejects() {
+		c.rejects[r.Reason] = new(atomic.Uint64)
 	}
 	return c
 }
@@ -142,6 +147,9 @@ type Stats struct {
 	Accepted          uint64
 	AcceptErrors      uint64
 	FDLimitHits       uint64 // EMFILE/ENFILE seen (accept, socket, pipe)
+	TLSFailures       uint64 // TLS handshakes that failed or timed out
+	TLSConnections    int64  // TLS connections past their handshake
+	Held              int64  // connections counted by the admission limits
 	HandshakesOK      uint64 // upgrades tunnelled
 	PlainOK           uint64 // plain requests answered by a backend
 	Rejects           map[string]uint64
@@ -170,6 +178,9 @@ func (s *Server) Stats() Stats {
 	}
 	st.AcceptErrors = s.c.acceptErrors.Load()
 	st.FDLimitHits = s.c.fdLimit.Load()
+	st.TLSFailures = s.c.tlsFailures.Load()
+	st.TLSConnections = s.c.tlsTunnels.Load()
+	st.Held = s.admit.held.Load()
 	st.HandshakesOK = s.c.handshakeOK.Load()
 	st.PlainOK = s.c.plainOK.Load()
 	for r, n := range s.c.rejects {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net"
 	"net/netip"
 	"sync"
 
@@ -17,6 +18,7 @@ import (
 type exchange struct {
 	peer     netip.AddrPort // the client (from the socket or a PROXY header)
 	direct   netip.Addr     // the immediate peer, for trusted_proxies
+	local    netip.AddrPort // the address the client connected to, when known
 	tls      bool
 	accepted int64 // unix nanoseconds
 
@@ -26,7 +28,9 @@ type exchange struct {
 	reject  *handshake.Reject // answer this instead of dialing
 
 	route   *Route
+	proxied bool // the PROXY header is read, or the listener expects none
 	upgrade bool // the request asks for an allowed upgrade
+	cookie  bool // the answer gets a sticky Set-Cookie
 	tries   int
 	tried   [maxTries]*balance.Backend
 	failure balance.FailKind // the last dial failure, for 502 vs 504
@@ -83,7 +87,7 @@ func (l *loop) dial(i int32, t *tunnel) {
 			l.answer(i, t, failureReject(ex.failure))
 			return
 		}
-		lease, err := ex.route.Pool.Pick(l.hashKey(ex), ex.tried[:ex.tries])
+		lease, err := l.pick(ex)
 		if err != nil {
 			if ex.tries == 0 {
 				l.answer(i, t, handshake.ErrNoBackend)
@@ -143,6 +147,24 @@ func (l *loop) dial(i int32, t *tunnel) {
 		l.wheel.arm(i, l.now+srv.connectTicks)
 		return
 	}
+}
+
+// pick chooses the backend for ex's next attempt: the one its sticky
+// cookie names while that one is eligible, else the pool's choice (and
+// the answer will carry a cookie naming it).
+func (l *loop) pick(ex *exchange) (balance.Lease, error) {
+	r := ex.route
+	exclude := ex.tried[:ex.tries]
+	if r.sticky != nil {
+		if b := r.sticky.backend(r.Pool, ex.req); b != nil {
+			if lease, ok := r.Pool.PickBackend(b, exclude); ok {
+				ex.cookie = false
+				return lease, nil
+			}
+		}
+		ex.cookie = true
+	}
+	return r.Pool.Pick(l.hashKey(ex), exclude)
 }
 
 // failDial records a failed attempt on the current lease.
@@ -210,9 +232,13 @@ func (l *loop) connected(i int32, t *tunnel) {
 	ci := handshake.ClientInfo{IP: ex.peer.Addr(), TLS: ex.tls, Trusted: srv.trusted(ex.direct)}
 	opt := ex.route.rewrite
 	opt.BackendAddr = l.backendOf(t).Addr()
-	opt.Target = ex.route.target(ex.req)
+	l.target = ex.route.target(l.target, ex.req)
+	opt.Target = l.target
 	early := ex.head.b[ex.headLen:]
 	c := getChunk(ex.headLen + 1024 + len(early))
+	if ex.route.proxyV2 {
+		c.b = handshake.AppendProxyV2(c.b, ex.peer, l.localAddr(t))
+	}
 	c.b = handshake.AppendRewritten(c.b, ex.req, &ci, &opt)
 	if !ex.upgrade {
 		n, _, err := ex.body.Advance(early)
@@ -309,6 +335,9 @@ func (l *loop) startTunnel(i int32, t *tunnel) {
 	}
 	// The answer chunk already holds the 101 head and any bytes after it,
 	// in order: it becomes the downward direction's bytes in flight.
+	if ex.cookie {
+		ex.ans = l.withCookie(ex, l.backendOf(t).Addr(), ex.ans, ex.ansLen)
+	}
 	l.attach(&t.dir[dirDown], ex.ans)
 	ex.ans = nil
 	if len(ex.head.b) > ex.headLen {
@@ -318,13 +347,48 @@ func (l *loop) startTunnel(i int32, t *tunnel) {
 	}
 	srv.c.handshakeOK.Add(1)
 	srv.c.observeHandshake(ex.accepted)
+	lifetime := ex.route.lifetimeTicks()
 	l.dropEx(t)
 	t.state = stTunnel
 	l.c.tunnelsActive.Add(1)
 	l.c.tunnelsTotal.Add(1)
 	l.link(i, t)
+	if lifetime > 0 {
+		t.closeAt = l.now + lifetime
+		t.cause = causeLifetime
+	}
 	l.armIdle(i, t)
 	l.stepTunnel(i, t)
+}
+
+// localAddr returns the address tunnel t's client connected to, for the
+// PROXY header towards the backend.
+func (l *loop) localAddr(t *tunnel) netip.AddrPort {
+	ex := l.exOf(t)
+	if ex.local.IsValid() {
+		return ex.local
+	}
+	if ln := l.srv.listeners[t.ln]; !ln.addr.(*net.TCPAddr).IP.IsUnspecified() {
+		return ln.addr.(*net.TCPAddr).AddrPort()
+	}
+	if sa, err := unix.Getsockname(int(t.fd[sideClient])); err == nil {
+		return addrPort(sa)
+	}
+	return netip.AddrPort{}
+}
+
+// withCookie returns chunk c, whose first headLen bytes are an answer
+// head, with the sticky Set-Cookie naming the tunnel's backend added as
+// the head's last field.
+func (l *loop) withCookie(ex *exchange, addr string, c *chunk, headLen int) *chunk {
+	r := ex.route
+	n := getChunk(len(c.b) + 128)
+	n.b = append(n.b, c.b[:headLen-2]...) // without the empty line
+	n.b = r.sticky.appendSetCookie(n.b, r.Pool, addr)
+	n.b = append(n.b, "\r\n"...)
+	n.b = append(n.b, c.b[headLen:]...)
+	putChunk(c)
+	return n
 }
 
 // readAnswer reads the backend's answer head into ex.ans. Interim 1xx

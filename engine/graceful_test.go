@@ -145,7 +145,7 @@ func testGracefulDrain(t *testing.T, mode Mode) {
 		backendSaw <- closeSeen{at: time.Now(), code: code, frames: count, err: err}
 	})
 	srv, addr := startProxy(t, []string{rb.Addr()}, func(c *Config) { c.Mode = mode })
-	pool := srv.route.Pool
+	pool := srv.routes.Load().pools[0]
 
 	clientSaw := make(chan closeSeen, n)
 	var wg sync.WaitGroup

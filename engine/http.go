@@ -90,6 +90,9 @@ func (l *loop) forwardAnswer(i int32, t *tunnel) {
 	}
 	c := getChunk(ex.ansLen + 64 + m)
 	c.b = handshake.AppendResponseClose(c.b, resp)
+	if ex.cookie {
+		c = l.withCookie(ex, l.backendOf(t).Addr(), c, len(c.b))
+	}
 	if m > 0 {
 		c = growChunk(c, m)
 		c.b = append(c.b, rest[:m]...)

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -28,9 +30,109 @@ type listener struct {
 	addr net.Addr
 	name string
 
+	proxy          bool        // a PROXY v1/v2 header comes first
+	tls            *tls.Config // nil: plain
+	keepaliveTicks uint32
+
 	mu     sync.Mutex
 	paused bool // shutdown(SHUT_RD): refusing connections, still bound
 	closed bool
+}
+
+// ListenerConfig is one listening address and what its clients get.
+type ListenerConfig struct {
+	Address string
+	// ReusePort opens this many sockets with SO_REUSEPORT, each with its
+	// own accept queue (0 or 1: one socket).
+	ReusePort int
+	// ProxyProtocol expects a PROXY v1 or v2 header before the request
+	// (the L4 balancer in front sends it); a connection without a valid
+	// one is closed. The address it carries is the client's.
+	ProxyProtocol bool
+	// TLS, when set, terminates TLS (wss) on this listener.
+	TLS *tls.Config
+	// Keepalive overrides Config.Keepalive for this listener's tunnels.
+	Keepalive time.Duration
+	// Inherited are listening sockets for this address passed down by the
+	// process that started this one (a binary upgrade): they are used
+	// instead of new ones, so no connection is refused in between.
+	Inherited []int
+}
+
+// maxListeners bounds the listening sockets: a tunnel records its
+// listener in one byte.
+const maxListeners = 255
+
+// openListener opens (or takes over) the sockets of one ListenerConfig.
+func (s *Server) openListener(lc ListenerConfig) error {
+	keepalive := lc.Keepalive
+	if keepalive == 0 {
+		keepalive = s.cfg.Keepalive
+	}
+	add := func(fd int, a net.Addr) error {
+		if len(s.listeners) >= maxListeners {
+			unix.Close(fd)
+			return fmt.Errorf("listen %s: more than %d listening sockets", lc.Address, maxListeners)
+		}
+		s.listeners = append(s.listeners, &listener{
+			srv: s, idx: len(s.listeners), fd: fd, addr: a, name: lc.Address,
+			proxy: lc.ProxyProtocol, tls: lc.TLS, keepaliveTicks: ticks(keepalive),
+		})
+		return nil
+	}
+	if len(lc.Inherited) > 0 {
+		for _, fd := range lc.Inherited {
+			a, err := inheritListener(fd, lc.Address)
+			if err != nil {
+				return err
+			}
+			if err := add(fd, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	n := max(1, lc.ReusePort)
+	for k := 0; k < n; k++ {
+		fd, a, err := listen(lc.Address, n > 1)
+		if err != nil {
+			return err
+		}
+		if err := add(fd, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inheritListener checks that fd is a listening TCP socket and makes it
+// non-blocking and close-on-exec.
+func inheritListener(fd int, addr string) (net.Addr, error) {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if err != nil || v == 0 {
+		return nil, fmt.Errorf("listen %s: inherited fd %d is not a listening socket (%v)", addr, fd, err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: inherited fd %d: %w", addr, fd, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, fmt.Errorf("listen %s: inherited fd %d: %w", addr, fd, err)
+	}
+	unix.CloseOnExec(fd)
+	return tcpAddr(sa), nil
+}
+
+// ListenerFDs returns, by listening address, the sockets a new process
+// can take over (ListenerConfig.Inherited), in the order they were opened.
+func (s *Server) ListenerFDs() map[string][]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]int{}
+	for _, ln := range s.listeners {
+		out[ln.name] = append(out[ln.name], ln.fd)
+	}
+	return out
 }
 
 // listenBacklog is the accept queue length asked for; the kernel caps it
@@ -191,6 +293,13 @@ func (l *loop) pollListeners(on bool) {
 // once (DESIGN.md, "pitfalls").
 func (l *loop) accept(ln *listener) {
 	for k := 0; k < acceptBatch; k++ {
+		if !l.acceptToken() {
+			// Over the accept rate: the rest wait in the kernel's queue
+			// until the next tick refills the bucket.
+			l.pollListeners(false)
+			l.acceptBackoff = l.now + 1
+			return
+		}
 		fd, peer, err := accept4(ln.fd)
 		if err != nil {
 			switch err {
@@ -210,8 +319,29 @@ func (l *loop) accept(ln *listener) {
 			l.acceptBackoff = l.now + acceptBackoffTicks
 			return
 		}
-		l.newClient(ln, fd, peer)
+		l.tokens--
+		if ln.tls != nil {
+			l.srv.startTLS(l, ln, fd, peer)
+			continue
+		}
+		l.newClient(ln, fd, peer, netip.AddrPort{}, false)
 	}
+}
+
+// acceptToken reports whether the accept rate allows one more connection
+// now. Each loop has its share of Server's rate as a token bucket,
+// refilled every tick (refillTokens) up to one tick's worth.
+func (l *loop) acceptToken() bool {
+	return l.srv.acceptRate.Load() == 0 || l.tokens >= 1
+}
+
+func (l *loop) refillTokens() {
+	rate := l.srv.acceptRate.Load()
+	if rate == 0 {
+		return
+	}
+	per := float64(rate) / float64(len(l.srv.loops)) * tick.Seconds()
+	l.tokens = min(l.tokens+per, max(per, 1))
 }
 
 // acceptBackoffTicks is how long a loop stops accepting after EMFILE or
@@ -262,6 +392,17 @@ func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
 func netPort(p uint16) uint16 {
 	b := (*[2]byte)(unsafe.Pointer(&p))
 	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// addrPort converts a socket address.
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	return netip.AddrPort{}
 }
 
 func sockaddr(ap netip.AddrPort) unix.Sockaddr {

@@ -54,9 +54,11 @@ type loop struct {
 	tid   atomic.Int32 // the loop's OS thread, for per-loop CPU accounting
 	c     *loopCounters
 
-	accepting     bool   // the server wants this loop to accept
-	listening     bool   // the listeners are in this loop's epoll set
-	acceptBackoff uint32 // tick until which accepting is off after an error
+	accepting     bool    // the server wants this loop to accept
+	listening     bool    // the listeners are in this loop's epoll set
+	acceptBackoff uint32  // tick until which accepting is off after an error
+	tokens        float64 // the accept rate's bucket
+	target        []byte  // scratch for a rewritten request target
 
 	done chan struct{}
 }
@@ -164,6 +166,7 @@ func (l *loop) run() {
 		}
 		l.runReady()
 		if l.now != l.wheel.now {
+			l.refillTokens()
 			l.wheel.advance(l.now, l.timeout)
 			if l.accepting && !l.listening && int32(l.now-l.acceptBackoff) >= 0 {
 				l.pollListeners(true) // the back-off after EMFILE is over

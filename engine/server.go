@@ -67,8 +67,15 @@ type Config struct {
 	// each with its own accept queue (0 or 1: one socket).
 	ReusePort int
 
-	// Pool is the backends every request goes to.
-	Pool *balance.Pool
+	// Listeners, when set, are the listening addresses with their own
+	// settings; Listen is the short form (plain, settings from this
+	// Config).
+	Listeners []ListenerConfig
+
+	// Routes sends requests to pools by host and path. Nil: every request
+	// goes to Pool, its head rewritten as Host, HostLiteral, Forwarded say.
+	Routes *Routes
+	Pool   *balance.Pool
 
 	Mode  Mode
 	Loops int // splice loops; 0 = GOMAXPROCS
@@ -87,6 +94,15 @@ type Config struct {
 	// (0: never), so NATs and L4 balancers keep the flow.
 	Keepalive time.Duration
 	Tries     int // backends tried per request, 1..8
+
+	// MaxTunnels caps the connections being proxied (503 beyond);
+	// MaxTunnelsPerIP caps them per client address (429 beyond);
+	// AcceptRate caps new connections per second (the rest wait in the
+	// kernel's accept queue, so a reconnect herd is spread, not refused).
+	// 0 = unlimited. SetLimits changes them while running.
+	MaxTunnels      int
+	MaxTunnelsPerIP int
+	AcceptRate      int
 
 	MaxPipes  int // 0 = sized from RLIMIT_NOFILE
 	ParkBytes int // per loop
@@ -110,48 +126,45 @@ type Config struct {
 	frameless bool
 }
 
-// Route is where a request goes and how its head is rewritten.
-type Route struct {
-	Pool    *balance.Pool
-	rewrite handshake.RewriteOptions
-	key     hashKey
-}
-
-// target returns the request target the backend receives; nil keeps the
-// client's.
-func (r *Route) target(req *handshake.Request) []byte { return nil }
-
 // Server is one wsgate engine: its listeners, loops and counters. Several
 // can run side by side in one process (tests do).
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	accessLog *slog.Logger
-	route     *Route
+	routes    atomic.Pointer[Routes]
 	c         *serverCounters
+	admit     admission
 
 	loops     []*loop
 	next      atomic.Uint32
 	listeners []*listener
 
-	limits         handshake.Limits
-	mode           Mode
-	tries          int
-	parkLimit      int
-	pipesPerLoop   int
-	headerTicks    uint32
-	connectTicks   uint32
-	answerTicks    uint32
-	idleTicks      uint32
-	lingerTicks    uint32
-	closeTicks     uint32
-	keepaliveTicks uint32
-	restarting     atomic.Bool // graceful closes say 1012 service restart
-	trustedNets    []netip.Prefix
-	sources        []netip.Addr
-	sourceNext     atomic.Uint32
+	limits       handshake.Limits
+	mode         Mode
+	tries        int
+	parkLimit    int
+	pipesPerLoop int
+	headerTicks  uint32
+	connectTicks uint32
+	answerTicks  uint32
+	idleTicks    uint32
+	lingerTicks  uint32
+	closeTicks   uint32
+	restarting   atomic.Bool  // graceful closes say 1012 service restart
+	acceptRate   atomic.Int64 // new connections per second; 0 = unlimited
+	trustedNets  []netip.Prefix
+	sources      []netip.Addr
+	sourceNext   atomic.Uint32
 
 	addrs sync.Map // backend address → resolved
+
+	// wss (tls.go)
+	tlsMu     sync.Mutex
+	tls       map[*tlsBridge]struct{}
+	tlsClosed bool
+	tlsWG     sync.WaitGroup
+	bridges   sync.Map // loop-side socket fd → *tlsBridge
 
 	mu      sync.Mutex
 	started bool
@@ -163,10 +176,14 @@ type Server struct {
 
 // New checks cfg and returns a Server ready to Start.
 func New(cfg Config) (*Server, error) {
-	if cfg.Pool == nil {
-		return nil, errors.New("engine: Config.Pool is nil")
+	if cfg.Pool == nil && cfg.Routes == nil {
+		return nil, errors.New("engine: neither Config.Routes nor Config.Pool is set")
 	}
-	if len(cfg.Listen) == 0 {
+	for _, a := range cfg.Listen {
+		cfg.Listeners = append(cfg.Listeners, ListenerConfig{Address: a, ReusePort: cfg.ReusePort})
+	}
+	cfg.Listen = nil
+	if len(cfg.Listeners) == 0 {
 		return nil, errors.New("engine: no listen address")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -203,37 +220,40 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		cfg:            cfg,
-		log:            log,
-		accessLog:      cfg.AccessLog,
-		c:              newServerCounters(),
-		limits:         cfg.Limits,
-		mode:           cfg.Mode,
-		tries:          cfg.Tries,
-		parkLimit:      cfg.ParkBytes,
-		pipesPerLoop:   max(1, cfg.MaxPipes/cfg.Loops),
-		headerTicks:    ticks(cfg.HeaderTimeout),
-		connectTicks:   ticks(cfg.ConnectTimeout),
-		answerTicks:    ticks(cfg.AnswerTimeout),
-		lingerTicks:    ticks(cfg.LingerTimeout),
-		closeTicks:     ticks(cfg.CloseTimeout),
-		keepaliveTicks: ticks(cfg.Keepalive),
-		trustedNets:    cfg.TrustedProxies,
-		sources:        cfg.SourceAddrs,
-		quit:           make(chan struct{}),
+		cfg:          cfg,
+		log:          log,
+		accessLog:    cfg.AccessLog,
+		c:            newServerCounters(),
+		limits:       cfg.Limits,
+		mode:         cfg.Mode,
+		tries:        cfg.Tries,
+		parkLimit:    cfg.ParkBytes,
+		pipesPerLoop: max(1, cfg.MaxPipes/cfg.Loops),
+		headerTicks:  ticks(cfg.HeaderTimeout),
+		connectTicks: ticks(cfg.ConnectTimeout),
+		answerTicks:  ticks(cfg.AnswerTimeout),
+		lingerTicks:  ticks(cfg.LingerTimeout),
+		closeTicks:   ticks(cfg.CloseTimeout),
+		trustedNets:  cfg.TrustedProxies,
+		sources:      cfg.SourceAddrs,
+		quit:         make(chan struct{}),
+		tls:          make(map[*tlsBridge]struct{}),
 	}
 	if cfg.IdleTimeout > 0 {
 		s.idleTicks = ticks(cfg.IdleTimeout)
 	}
-	s.route = &Route{
-		Pool: cfg.Pool,
-		rewrite: handshake.RewriteOptions{
-			HostMode:    cfg.Host,
-			HostLiteral: cfg.HostLiteral,
-			Forwarded:   cfg.Forwarded,
-		},
-		key: parseHashKey(cfg.Pool),
+	rt := cfg.Routes
+	if rt == nil {
+		var err error
+		rt, err = NewRoutes([]RouteConfig{{Name: "/", Pool: cfg.Pool}}, nil, RewriteConfig{
+			Host: cfg.Host, HostLiteral: cfg.HostLiteral, Forwarded: cfg.Forwarded,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
+	s.routes.Store(rt)
+	s.SetLimits(cfg.MaxTunnels, cfg.MaxTunnelsPerIP, cfg.AcceptRate)
 	return s, nil
 }
 
@@ -256,15 +276,10 @@ func (s *Server) Start() error {
 	if s.started {
 		return errors.New("engine: already started")
 	}
-	n := max(1, s.cfg.ReusePort)
-	for _, addr := range s.cfg.Listen {
-		for k := 0; k < n; k++ {
-			fd, a, err := listen(addr, n > 1)
-			if err != nil {
-				s.closeListeners()
-				return err
-			}
-			s.listeners = append(s.listeners, &listener{srv: s, idx: len(s.listeners), fd: fd, addr: a, name: addr})
+	for _, lc := range s.cfg.Listeners {
+		if err := s.openListener(lc); err != nil {
+			s.closeListeners()
+			return err
 		}
 	}
 	for id := 0; id < s.cfg.Loops; id++ {
@@ -279,7 +294,9 @@ func (s *Server) Start() error {
 		}
 		s.loops = append(s.loops, l)
 	}
-	s.cfg.Pool.OnDrainDeadline(s.drainBackend)
+	for _, p := range s.routes.Load().pools {
+		p.OnDrainDeadline(s.drainBackend)
+	}
 	for _, l := range s.loops {
 		l.accepting = true
 		l.pollListeners(true)
@@ -325,6 +342,7 @@ func (s *Server) Close() error {
 	for _, l := range s.loops {
 		l.stop()
 	}
+	s.closeTLS()
 	s.mu.Lock()
 	s.closeListeners()
 	s.mu.Unlock()

@@ -21,12 +21,15 @@ import (
 // left 548 B of retained heap per idle tunnel after a burst, 1 KiB 48 B.
 const headChunk = 1 << 10
 
-// newClient starts the head phase of an accepted socket.
-func (l *loop) newClient(ln *listener, fd int, peer netip.AddrPort) {
+// newClient starts the head phase of an accepted socket (or of a TLS
+// bridge's socket, whose client is peer).
+func (l *loop) newClient(ln *listener, fd int, peer, local netip.AddrPort, tls bool) {
 	srv := l.srv
 	i := l.tabs.alloc()
 	t := l.tabs.at(i)
 	t.fd[sideClient] = int32(fd)
+	t.ln = uint8(ln.idx)
+	t.tls = tls
 	t.started = time.Now().UnixNano()
 	t.peer = makePeer(peer)
 	t.active = l.now
@@ -34,7 +37,9 @@ func (l *loop) newClient(ln *listener, fd int, peer netip.AddrPort) {
 	ex := getExchange()
 	ex.peer, ex.direct = peer, peer.Addr()
 	ex.accepted = t.started
-	ex.route = srv.route
+	ex.tls = tls
+	ex.local = local
+	ex.proxied = !ln.proxy
 	l.setEx(t, ex)
 	l.c.accepted.Add(1)
 	l.c.heads.Add(1)
@@ -92,6 +97,14 @@ func (l *loop) stepHead(i int32, t *tunnel) {
 		if n < cap(b)-len(b) && t.io[sideClient]&peerShut == 0 {
 			t.io[sideClient] &^= canRead // drained (see pump)
 		}
+		if !ex.proxied {
+			if !l.proxyHeader(i, t, ex) {
+				return
+			}
+			if !ex.proxied || len(ex.head.b) == 0 {
+				continue
+			}
+		}
 		end, err := ex.scan.Scan(ex.head.b, limit)
 		if err != nil {
 			l.headDone(t)
@@ -109,6 +122,48 @@ func (l *loop) stepHead(i int32, t *tunnel) {
 	l.requeue(i, t)
 }
 
+// proxyHeader reads the PROXY protocol header at the front of the head
+// buffer of a client on a proxy_protocol listener, takes the client
+// address from it and removes it. It reports false when the connection
+// was closed: a malformed header, or one from a peer not in
+// trusted_proxies (when that is set), is counted and closed without an
+// answer — the peer is a balancer, not an HTTP client.
+func (l *loop) proxyHeader(i int32, t *tunnel, ex *exchange) bool {
+	srv := l.srv
+	var h handshake.ProxyHeader
+	n, err := handshake.ParseProxy(ex.head.b, &h)
+	if err == nil && n > 0 && len(srv.trustedNets) > 0 && !srv.trusted(ex.direct) {
+		err = errProxyUntrusted
+	}
+	if err != nil {
+		if r, ok := err.(*handshake.Reject); ok {
+			srv.c.reject(r)
+		}
+		srv.log.Debug("closing client: bad PROXY header", "client", ex.peer, "err", err)
+		l.headDone(t)
+		l.finish(i, causeRejected)
+		return false
+	}
+	if n == 0 {
+		return true // more to come
+	}
+	if h.Src.IsValid() {
+		ex.peer = netip.AddrPortFrom(h.Src.Addr().Unmap(), h.Src.Port())
+		// The balancer is transparent: trust decisions about
+		// X-Forwarded-* concern the client it speaks for.
+		ex.direct = ex.peer.Addr()
+		t.peer = makePeer(ex.peer)
+	}
+	rest := copy(ex.head.b, ex.head.b[n:])
+	ex.head.b = ex.head.b[:rest]
+	ex.proxied = true
+	return true
+}
+
+// errProxyUntrusted: a PROXY header from a peer trusted_proxies does not
+// list, on a node that lists them: a client pretending to be a balancer.
+var errProxyUntrusted = handshake.ErrProxyUntrusted
+
 // headDone ends the head phase's accounting.
 func (l *loop) headDone(t *tunnel) {
 	l.c.heads.Add(-1)
@@ -123,6 +178,9 @@ func (l *loop) headGone(i int32) {
 	l.headDone(t)
 	if ex := l.exOf(t); ex.head == nil || len(ex.head.b) == 0 {
 		l.wheel.disarm(i)
+		if t.tls {
+			l.srv.closeBridge(int(t.fd[sideClient]))
+		}
 		unix.Close(int(t.fd[sideClient]))
 		l.dropEx(t)
 		l.c.closes[causeClientGone].Add(1)
@@ -155,6 +213,19 @@ func (l *loop) request(i int32, t *tunnel) {
 	ex.upgrade = req.IsUpgrade
 	if !ex.upgrade {
 		ex.body.Init(req.Body, req.ContentLength)
+	}
+	ex.route = l.srv.routes.Load().find(req)
+	if ex.route == nil {
+		l.answer(i, t, handshake.ErrNoRoute)
+		return
+	}
+	if r := ex.route.admit(req); r != nil {
+		l.answer(i, t, r)
+		return
+	}
+	if r := l.admitTunnel(t, ex.peer.Addr()); r != nil {
+		l.answer(i, t, r)
+		return
 	}
 	t.state = stConnecting
 	l.dial(i, t)

@@ -99,6 +99,9 @@ type tunnel struct {
 	leased bool     // holds an active slot on its backend to release
 	linked bool     // on its backend's list (upgraded tunnels)
 	ws     bool     // a WebSocket tunnel: its directions track frames
+	tls    bool     // the client side is a TLS bridge's socket (tls.go)
+	held   bool     // counted by the admission limits until it closes
+	ln     uint8    // the listener it came from
 	cause  uint8    // why it closes, for the access log and metrics
 	dir    [2]direction
 

@@ -72,12 +72,16 @@ var (
 	// ErrProxyTooLong: a v1 line without CRLF within MaxProxyV1Bytes, or a
 	// v2 header declaring more than MaxProxyV2Len bytes.
 	ErrProxyTooLong = newReject(400, "proxy_too_long", "PROXY protocol header too long")
+	// ErrProxyUntrusted: a well-formed header from a peer that the
+	// engine's trusted_proxies does not list: a client claiming to be a
+	// balancer, to choose the address wsgate reports for it.
+	ErrProxyUntrusted = newReject(400, "proxy_untrusted", "PROXY protocol header from an untrusted peer")
 )
 
 // ProxyRejects returns the PROXY header rejections, for registering their
 // metrics up front (shared values: do not modify).
 func ProxyRejects() []*Reject {
-	return []*Reject{ErrProxyMissing, ErrProxyBadV1, ErrProxyBadV2, ErrProxyTooLong}
+	return []*Reject{ErrProxyMissing, ErrProxyBadV1, ErrProxyBadV2, ErrProxyTooLong, ErrProxyUntrusted}
 }
 
 // ProxyCommand is the v2 command (PP 2.2, low nibble of the 13th byte).

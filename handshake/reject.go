@@ -158,7 +158,10 @@ var (
 var (
 	ErrHeaderTimeout      = newReject(408, "header_timeout", "request head not received in time")
 	ErrForbiddenOrigin    = newReject(403, "origin_forbidden", "origin not allowed")
+	ErrForbiddenProtocol  = newReject(403, "subprotocol_forbidden", "no allowed Sec-WebSocket-Protocol offered")
+	ErrNoRoute            = newReject(404, "no_route", "no route for this host and path")
 	ErrTooManyPerIP       = newReject(429, "too_many_per_ip", "too many connections from this address")
+	ErrTooManyTunnels     = newReject(503, "too_many_tunnels", "tunnel limit reached")
 	ErrBadGateway         = newReject(502, "backend_refused", "backend refused the connection")
 	ErrBackendBadResponse = newReject(502, "backend_bad_response", "invalid response from backend")
 	ErrNoBackend          = newReject(503, "no_backend", "no backend available")
@@ -176,7 +179,8 @@ var allRejects = []*Reject{
 	ErrCLWithTE, ErrConflictingCL, ErrBadContentLength, ErrUnsupportedTE, ErrTEOnHTTP10,
 	ErrBadTrailer, ErrBadChunked,
 	ErrBadConnection, ErrUpgradeWithBody, ErrBadWebSocketKey, ErrBadWebSocketVersion,
-	ErrHeaderTimeout, ErrForbiddenOrigin, ErrTooManyPerIP, ErrBadGateway,
+	ErrHeaderTimeout, ErrForbiddenOrigin, ErrForbiddenProtocol, ErrNoRoute,
+	ErrTooManyPerIP, ErrTooManyTunnels, ErrBadGateway,
 	ErrBackendBadResponse, ErrNoBackend, ErrOverloaded, ErrGatewayTimeout,
 }
 
@@ -219,6 +223,8 @@ func StatusText(code int) string {
 		return "Bad Request"
 	case 403:
 		return "Forbidden"
+	case 404:
+		return "Not Found"
 	case 408:
 		return "Request Timeout"
 	case 414:

@@ -361,3 +361,7 @@ func appendNginxHost(dst, host []byte, fallback string) []byte {
 	}
 	return dst
 }
+
+// ValidToken reports whether b is an RFC 9110 5.6.2 token: what a field
+// name or a cookie name must be.
+func ValidToken(b []byte) bool { return isToken(b) }
