@@ -118,6 +118,11 @@ func (l *loop) armIdle(i int32, t *tunnel) {
 	if t.closeAt != 0 {
 		earliest(t.closeAt)
 	}
+	if every := l.srv.cfg.AccessLogInterval; every > 0 && t.state == stTunnel && l.srv.accessLog != nil {
+		age := time.Duration(time.Now().UnixNano() - t.started)
+		next := time.Duration(t.logged+1) * every
+		earliest(l.now + max(1, ticks(next-age)))
+	}
 	if has {
 		l.wheel.arm(i, due)
 	} else {
@@ -137,6 +142,13 @@ func (l *loop) idleCheck(i int32, t *tunnel) {
 	if idle := l.srv.idleTicks; idle > 0 && int32(l.now-(t.active+idle)) >= 0 {
 		l.beginClose(i, t, causeIdle)
 		return
+	}
+	if every := l.srv.cfg.AccessLogInterval; every > 0 && t.state == stTunnel && l.srv.accessLog != nil {
+		age := time.Duration(time.Now().UnixNano() - t.started)
+		if n := uint16(min(age/every, 1<<16-1)); n > t.logged {
+			t.logged = n
+			l.logProgress(l.srv.accessLog, t)
+		}
 	}
 	if k := l.srv.listeners[t.ln].keepaliveTicks; k > 0 && t.state == stTunnel && int32(l.now-(t.active+k)) >= 0 {
 		if l.keepalive(t) {
@@ -278,6 +290,23 @@ func (l *loop) finish(i int32, cause uint8) {
 		l.logSession(log, t, backend, cause)
 	}
 	l.tabs.release(i)
+}
+
+// logProgress writes a live tunnel's line: hours-long tunnels are
+// visible before they end.
+func (l *loop) logProgress(log *slog.Logger, t *tunnel) {
+	var backend string
+	if b := l.backendOf(t); b != nil {
+		backend = b.Addr()
+	}
+	d := time.Duration(time.Now().UnixNano() - t.started)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "tunnel",
+		slog.String("client", t.peer.addrPort().String()),
+		slog.String("backend", backend),
+		slog.Uint64("bytes_up", t.bytes[dirUp]),
+		slog.Uint64("bytes_down", t.bytes[dirDown]),
+		slog.Float64("age_s", d.Seconds()),
+	)
 }
 
 func (l *loop) logSession(log *slog.Logger, t *tunnel, backend string, cause uint8) {

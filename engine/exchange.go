@@ -229,7 +229,7 @@ func (l *loop) connected(i int32, t *tunnel) {
 	l.backends[t.be-1].lease.Connected()
 	ex := l.exOf(t)
 	srv := l.srv
-	ci := handshake.ClientInfo{IP: ex.peer.Addr(), TLS: ex.tls, Trusted: srv.trusted(ex.direct)}
+	ci := handshake.ClientInfo{IP: ex.peer.Addr(), TLS: ex.tls, Trusted: ex.route.table.trusts(ex.direct)}
 	opt := ex.route.rewrite
 	opt.BackendAddr = l.backendOf(t).Addr()
 	l.target = ex.route.target(l.target, ex.req)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wsgate/wsgate/internal/testutil"
 )
@@ -117,5 +118,13 @@ func TestIdleTunnelsCostNoGoroutineNoPipe(t *testing.T) {
 	}
 	if st.HeadsPending != 0 {
 		t.Errorf("%d connections still counted in the head phase", st.HeadsPending)
+	}
+}
+
+// TestTunnelSize guards the per-tunnel struct: every idle tunnel costs its
+// size (plus page rounding), and the memory target is 256 B in all.
+func TestTunnelSize(t *testing.T) {
+	if n := unsafe.Sizeof(tunnel{}); n > 160 {
+		t.Errorf("tunnel is %d bytes; keep it within 160 (DESIGN.md: ≤ 256 B per idle tunnel in all)", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 
 	"github.com/wsgate/wsgate/balance"
@@ -45,9 +46,10 @@ type RouteConfig struct {
 // reload, so a request sees one consistent table and the loops read it
 // without a lock.
 type Routes struct {
-	match  func(host, path []byte) int
-	routes []*Route
-	pools  []*balance.Pool // every pool the routes name, once
+	match   func(host, path []byte) int
+	routes  []*Route
+	pools   []*balance.Pool // every pool the routes name, once
+	trusted []netip.Prefix
 }
 
 // RewriteConfig is how request heads are rewritten for every route.
@@ -56,6 +58,10 @@ type RewriteConfig struct {
 	HostLiteral  string
 	Forwarded    bool // also send RFC 7239 Forwarded
 	KeepAllNames bool // forward fields nginx would drop as invalid names
+	// TrustedProxies are the peers whose X-Real-IP and X-Forwarded-* are
+	// kept (and who may send PROXY headers, when this is set); everyone
+	// else's are replaced.
+	TrustedProxies []netip.Prefix
 }
 
 // NewRoutes builds a table over rcs. match returns the index in rcs of
@@ -72,7 +78,7 @@ func NewRoutes(rcs []RouteConfig, match func(host, path []byte) int, rw RewriteC
 		}
 		match = func([]byte, []byte) int { return 0 }
 	}
-	rt := &Routes{match: match}
+	rt := &Routes{match: match, trusted: rw.TrustedProxies}
 	seen := map[*balance.Pool]bool{}
 	for i, rc := range rcs {
 		if rc.Pool == nil {
@@ -97,6 +103,7 @@ func NewRoutes(rcs []RouteConfig, match func(host, path []byte) int, rw RewriteC
 			proxyV2:   rc.ProxyProtocol,
 			origins:   byteSlices(rc.Origins),
 			protocols: byteSlices(rc.Subprotocols),
+			table:     rt,
 		}
 		if rc.Sticky != nil {
 			s, err := newSticky(*rc.Sticky)
@@ -112,6 +119,16 @@ func NewRoutes(rcs []RouteConfig, match func(host, path []byte) int, rw RewriteC
 		}
 	}
 	return rt, nil
+}
+
+// trusts reports whether peer a may set X-Forwarded-* (and PROXY headers).
+func (rt *Routes) trusts(a netip.Addr) bool {
+	for _, p := range rt.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Pools returns every pool the routes send requests to.
@@ -147,6 +164,7 @@ type Route struct {
 	jitter    float64
 	sticky    *sticky
 	proxyV2   bool
+	table     *Routes
 }
 
 // target appends to dst the request target the backend receives, and
@@ -226,3 +244,16 @@ func (r *Route) lifetimeTicks() uint32 {
 	}
 	return max(1, ticks(time.Duration(d)))
 }
+
+// SetRoutes swaps the routing table: requests whose head is parsed from
+// now on use rt; connections already past routing keep theirs. Pools new
+// to the engine get its drain hand-off.
+func (s *Server) SetRoutes(rt *Routes) {
+	for _, p := range rt.pools {
+		p.OnDrainDeadline(s.drainBackend)
+	}
+	s.routes.Store(rt)
+}
+
+// CurrentRoutes returns the routing table in use.
+func (s *Server) CurrentRoutes() *Routes { return s.routes.Load() }

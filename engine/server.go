@@ -120,6 +120,9 @@ type Config struct {
 
 	Logger    *slog.Logger // nil: discard
 	AccessLog *slog.Logger // nil: no access log
+	// AccessLogInterval also logs a line per live tunnel this often (its
+	// bytes so far and age); 0: only the line at close.
+	AccessLogInterval time.Duration
 
 	// frameless tunnels WebSocket upgrades as plain bytes, without frame
 	// tracking: only for the benchmark that measures what tracking costs.
@@ -153,7 +156,6 @@ type Server struct {
 	closeTicks   uint32
 	restarting   atomic.Bool  // graceful closes say 1012 service restart
 	acceptRate   atomic.Int64 // new connections per second; 0 = unlimited
-	trustedNets  []netip.Prefix
 	sources      []netip.Addr
 	sourceNext   atomic.Uint32
 
@@ -234,7 +236,6 @@ func New(cfg Config) (*Server, error) {
 		answerTicks:  ticks(cfg.AnswerTimeout),
 		lingerTicks:  ticks(cfg.LingerTimeout),
 		closeTicks:   ticks(cfg.CloseTimeout),
-		trustedNets:  cfg.TrustedProxies,
 		sources:      cfg.SourceAddrs,
 		quit:         make(chan struct{}),
 		tls:          make(map[*tlsBridge]struct{}),
@@ -247,6 +248,7 @@ func New(cfg Config) (*Server, error) {
 		var err error
 		rt, err = NewRoutes([]RouteConfig{{Name: "/", Pool: cfg.Pool}}, nil, RewriteConfig{
 			Host: cfg.Host, HostLiteral: cfg.HostLiteral, Forwarded: cfg.Forwarded,
+			TrustedProxies: cfg.TrustedProxies,
 		})
 		if err != nil {
 			return nil, err
@@ -517,16 +519,6 @@ func (s *Server) sourceAddr(family int) unix.Sockaddr {
 		}
 	}
 	return nil
-}
-
-// trusted reports whether the immediate peer may set X-Forwarded-* for us.
-func (s *Server) trusted(a netip.Addr) bool {
-	for _, p := range s.trustedNets {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // fdLimit counts and logs running out of file descriptors. Logged at most

@@ -132,7 +132,7 @@ func (l *loop) proxyHeader(i int32, t *tunnel, ex *exchange) bool {
 	srv := l.srv
 	var h handshake.ProxyHeader
 	n, err := handshake.ParseProxy(ex.head.b, &h)
-	if err == nil && n > 0 && len(srv.trustedNets) > 0 && !srv.trusted(ex.direct) {
+	if rt := srv.routes.Load(); err == nil && n > 0 && len(rt.trusted) > 0 && !rt.trusts(ex.direct) {
 		err = errProxyUntrusted
 	}
 	if err != nil {

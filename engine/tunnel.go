@@ -103,12 +103,10 @@ type tunnel struct {
 	held   bool     // counted by the admission limits until it closes
 	ln     uint8    // the listener it came from
 	cause  uint8    // why it closes, for the access log and metrics
-	dir    [2]direction
+	peer   peerAddr // here, not last: it fills what alignment would waste
 
 	// timer wheel
 	prev, next int32
-	slot       int16
-	status     uint16 // answered status, for the access log
 	due        uint32 // tick the wheel looks at this tunnel again
 	active     uint32 // tick of the last byte moved
 	closeAt    uint32 // tick of a scheduled drain close; 0 = none
@@ -118,9 +116,13 @@ type tunnel struct {
 	be             int32 // loop.backends index + 1; 0 = none
 	ex             int32 // loop.exchanges index + 1 while the handshake runs
 
+	slot   int16
+	status uint16 // answered status, for the access log
+	logged uint16 // periodic access-log lines written (AccessLogInterval)
+
+	dir     [2]direction
 	bytes   [2]uint64
 	started int64 // unix nanoseconds at accept
-	peer    peerAddr
 }
 
 // slab holds a loop's tunnels in fixed pages so that growing never copies
