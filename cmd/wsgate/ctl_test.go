@@ -46,9 +46,9 @@ func warmNetpoll(t *testing.T) {
 	})
 }
 
-// node is `wsgate serve` run in-process in front of two echo backends,
+// served is `wsgate serve` run in-process in front of two echo backends,
 // with its admin API on.
-type node struct {
+type served struct {
 	listen, admin string
 	backends      []string
 	stderr        *bytes.Buffer
@@ -56,9 +56,9 @@ type node struct {
 
 // startServe runs `wsgate serve` with the admin API (and token, if any)
 // until the test ends. Call it after testutil.CheckLeaks.
-func startServe(t *testing.T, token string, extra ...string) *node {
+func startServe(t *testing.T, token string, extra ...string) *served {
 	t.Helper()
-	n := &node{stderr: new(bytes.Buffer)}
+	n := &served{stderr: new(bytes.Buffer)}
 	for _, name := range []string{"a", "b"} {
 		b, err := wsecho.Listen("127.0.0.1:0", name)
 		if err != nil {
@@ -110,7 +110,7 @@ func startServe(t *testing.T, token string, extra ...string) *node {
 // ctl runs `wsgate ctl args...` in-process against the node's admin API
 // (unless args name another) and returns its exit status, its output and
 // its error message.
-func (n *node) ctl(t *testing.T, args ...string) (code int, out, msg string) {
+func (n *served) ctl(t *testing.T, args ...string) (code int, out, msg string) {
 	t.Helper()
 	return runCtl(t, append(args, "--admin", n.admin)...)
 }
@@ -132,7 +132,7 @@ func runCtl(t *testing.T, args ...string) (code int, out, msg string) {
 }
 
 // mustCtl runs ctl and fails the test unless it succeeds.
-func (n *node) mustCtl(t *testing.T, args ...string) string {
+func (n *served) mustCtl(t *testing.T, args ...string) string {
 	t.Helper()
 	code, out, msg := n.ctl(t, args...)
 	if code != 0 {
