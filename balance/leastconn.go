@@ -16,36 +16,19 @@ import "sync/atomic"
 // backend after the drained one won the ties of two starts out of three and
 // took two thirds of an idle pool's tunnels.
 //
-// Simultaneous picks read the same counts and would all choose the same
-// backend. The winner's record is therefore a CAS from the value the scan
-// read: a pick that loses it scans once more, and sees the other pick's
-// choice as the most recently picked, so a burst spreads over the tied
-// backends. (Two cores picking over two idle backends: 16 ns a pick, against
-// 33 ns when both piled onto one backend's counters.)
-//
 // Ratios are compared by cross-multiplying scaled integers:
 // (a+1)/w < (A+1)/W ⇔ (a+1)·W < (A+1)·w. With weights ≤ 256×1000 and
 // active counts < 2^31 the products stay below 2^50. The best starts as
 // 1/0, worse than any backend.
 func (s *backendSet) pickLeastConn(seq *atomic.Uint64, exclude []*Backend, c *clock) *Backend {
-	n := seq.Add(1)
-	best, last := s.leastLoaded(exclude, c)
-	if best == nil || best.lastPick.CompareAndSwap(last, n) {
-		return best
+	list := s.list
+	if len(list) == 0 {
+		return nil
 	}
-	if b, _ := s.leastLoaded(exclude, c); b != nil {
-		best = b
-	}
-	best.lastPick.Store(n)
-	return best
-}
-
-// leastLoaded is pickLeastConn's scan: the eligible backend with the least
-// (active+1)/weight, the least recently picked of those that tie, and its
-// lastPick as read.
-func (s *backendSet) leastLoaded(exclude []*Backend, c *clock) (best *Backend, bestLast uint64) {
+	var best *Backend
 	bestLoad, bestWeight := int64(1), int64(0)
-	for _, b := range s.list {
+	var bestLast uint64
+	for _, b := range list {
 		a, w := b.active.Load(), b.weight.Load()
 		if b.flags.Load() != 0 {
 			var ok bool
@@ -63,5 +46,8 @@ func (s *backendSet) leastLoaded(exclude []*Backend, c *clock) (best *Backend, b
 		}
 		best, bestLoad, bestWeight, bestLast = b, a+1, w, last
 	}
-	return best, bestLast
+	if best != nil {
+		best.lastPick.Store(seq.Add(1))
+	}
+	return best
 }
