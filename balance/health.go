@@ -233,7 +233,8 @@ func probe(ctx context.Context, addr string, timeout time.Duration, req []byte) 
 	// status-line = HTTP-version SP status-code SP [ reason-phrase ], the
 	// status code three digits (RFC 9112 section 4).
 	if len(line) < 12 || !strings.HasPrefix(string(line), "HTTP/1.") || line[8] != ' ' ||
-		!isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) || len(line) > 12 && line[12] != ' ' && line[12] != '\r' && line[12] != '\n' {
+		!isDigit(line[9]) || !isDigit(line[10]) || !isDigit(line[11]) ||
+		len(line) > 12 && !strings.ContainsRune(" \r\n", rune(line[12])) {
 		return fmt.Errorf("malformed status line %q", strings.TrimRight(string(line), "\r\n"))
 	}
 	// 2xx and 3xx pass, as nginx Plus's health_check without a match block.

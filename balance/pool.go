@@ -149,8 +149,8 @@ func (p *Pool) wall(ns int64) time.Time { return p.epoch.Add(time.Duration(ns)) 
 // to the same backend, so the engine falls back to the client IP when a
 // header, cookie or query key is absent); exclude lists backends already
 // tried for this request. Neither is retained. Lock-free, no allocation on
-// success. On failure the error is a
-// *NoBackendError, which matches ErrNoBackend.
+// success. On failure the error is a *NoBackendError, which matches
+// ErrNoBackend.
 func (p *Pool) Pick(key []byte, exclude []*Backend) (Lease, error) {
 	s := p.set.Load()
 	c := clock{p: p}
