@@ -388,6 +388,23 @@ func (s *Server) Pause() error {
 	return first
 }
 
+// Handoff stops accepting for good without touching the listening sockets
+// themselves: another process (a binary upgrade) holds copies of them and
+// goes on accepting from the same queues, so no connection is refused.
+// Tunnels are untouched; Shutdown then drains them.
+func (s *Server) Handoff() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.started {
+		return
+	}
+	s.paused = true
+	s.setAccepting(false)
+	for _, ln := range s.listeners {
+		ln.close()
+	}
+}
+
 // Resume accepts again after Pause.
 func (s *Server) Resume() error {
 	s.mu.Lock()

@@ -9,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wsgate/wsgate/admin"
-	"github.com/wsgate/wsgate/balance"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/engine"
 )
@@ -40,14 +39,14 @@ func adminOptionsFrom(c *cli.Context) (adminOptions, error) {
 	return o, nil
 }
 
-// startAdmin binds the admin API for srv and pool, and serves it once srv
+// startAdmin binds the admin API for srv and pools, and serves it once srv
 // has started; the returned function stops it. Binding first makes a bad
 // or exposed admin address fail before the proxy accepts anyone; serving
 // only after Start keeps the API (and its once-a-second sampler) from
 // reading the engine while Start builds it. When ctx is done (SIGTERM) the
 // API tells clients the node is stopping (/readyz 503, no undrain) but
 // keeps answering while the proxy drains.
-func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pool *balance.Pool, log *slog.Logger) (func(), error) {
+func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pools func() []admin.NamedPool, reload func(context.Context) error, log *slog.Logger) (func(), error) {
 	if o.addr == "" {
 		return func() {}, nil
 	}
@@ -56,11 +55,10 @@ func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pool *b
 		Token:   o.token,
 		Version: version,
 		Engine:  srv,
-		Pools: func() []admin.NamedPool {
-			return []admin.NamedPool{{Name: admin.DefaultPool, Pool: pool}}
-		},
-		// Reload stays nil until wsgate reads a configuration file: the
-		// API answers 409 and says why.
+		Pools:   pools,
+		// Reload is nil without a configuration file: the API answers
+		// 409 and says why.
+		Reload: reload,
 		Logger: log,
 	})
 	if err != nil {

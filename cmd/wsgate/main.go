@@ -1,6 +1,8 @@
 // Command wsgate is the WebSocket / HTTP-Upgrade tunnel appliance: serve
 // runs the proxy, demo runs it in front of two embedded echo backends,
-// echo runs one echo backend, version prints the build.
+// echo runs one echo backend, bench measures a proxy, ctl drives a running
+// one through its admin API, check validates a configuration file, version
+// prints the build.
 package main
 
 import (
@@ -50,6 +52,7 @@ func newApp() *cli.App {
 			echoCommand(),
 			benchCommand(),
 			ctlCommand(),
+			checkCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,8 +82,9 @@ func TestDemoEndToEnd(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ports := freePorts(t, 3)
-	cmd := exec.Command(bin, "demo", "--listen", ports[0], "--backend-listen", ports[1], "--backend-listen", ports[2])
+	ports := freePorts(t, 5)
+	cmd := exec.Command(bin, "demo", "--listen", ports[0], "--backend-listen", ports[1], "--backend-listen", ports[2],
+		"--admin", ports[3], "--tls", "--tls-listen", ports[4])
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, _ := cmd.StdoutPipe()
@@ -111,6 +114,27 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("echo: %q, %v", msg, err)
 	}
 	c.Close()
+
+	// wss, with the certificate the demo made.
+	d := ws.Dialer{TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 5 * time.Second}
+	tc, _, _, err := d.Dial(context.Background(), "wss://"+ports[4]+"/")
+	if err != nil {
+		t.Fatalf("dial the demo's wss: %v\n%s", err, stderr.String())
+	}
+	if err := wsutil.WriteClientText(tc, []byte("hello wss")); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := wsutil.ReadServerText(tc); err != nil || string(msg) != "hello wss" {
+		t.Fatalf("wss echo: %q, %v", msg, err)
+	}
+	tc.Close()
+
+	// The admin API and dashboard.
+	resp, err := http.Get("http://" + ports[3] + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	cmd.Process.Signal(os.Interrupt)
 	log, _ := io.ReadAll(stdout) // the access log, until the process exits
 	if err := cmd.Wait(); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wsgate/wsgate/admin"
 	"github.com/wsgate/wsgate/balance"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/engine"
@@ -21,10 +22,11 @@ import (
 
 func serveCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "serve",
-		Usage:     "run the proxy",
-		UsageText: "wsgate serve --listen :8080 --backend 127.0.0.1:8010 --backend 127.0.0.1:8011",
-		Flags:     append(serveFlags(), adminFlags()...),
+		Name:  "serve",
+		Usage: "run the proxy",
+		UsageText: "wsgate serve --listen :8080 --backend 127.0.0.1:8010 --backend 127.0.0.1:8011\n" +
+			"   wsgate serve --config /etc/wsgate/wsgate.yaml",
+		Flags: append(serveFlags(), adminFlags()...),
 		OnUsageError: func(c *cli.Context, err error, sub bool) error {
 			return usageError(c, err, sub)
 		},
@@ -43,6 +45,7 @@ func serveCommand() *cli.Command {
 // serveFlags are serve's flags; demo shares the ones that make sense.
 func serveFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "YAML configuration file (see examples/); the quick-start flags below build the same configuration without one"},
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice(config.DefaultListen), Usage: "address to accept clients on (repeatable)"},
 		&cli.StringSliceFlag{Name: "backend", Usage: "backend host:port[,weight=N][,max_conns=N] (repeatable, at least one)"},
 		&cli.StringFlag{Name: "policy", Value: string(balance.DefaultPolicy), Usage: "balancing policy: least_conn, round_robin or hash (client IP)"},
@@ -50,6 +53,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "connect-timeout", Value: config.DefaultConnectTimeout, Usage: "bound on a backend connect; a dead backend is noticed this fast"},
 		&cli.DurationFlag{Name: "header-timeout", Value: config.DefaultHeaderTimeout, Usage: "bound on receiving a client's request head; stops slowloris"},
 		&cli.DurationFlag{Name: "answer-timeout", Value: config.DefaultAnswerTimeout, Usage: "bound on the backend's answer head (504 after it)"},
+		&cli.DurationFlag{Name: "keepalive", Usage: "ping the client of a WebSocket tunnel idle this long (0 = never); keeps NATs and L4 balancers from dropping it"},
 		&cli.IntFlag{Name: "tries", Value: config.DefaultTries, Usage: "backends tried per request before 502/504"},
 		&cli.BoolFlag{Name: "copy", Usage: "move tunnel bytes with read/write only (no splice)"},
 		&cli.BoolFlag{Name: "splice", Usage: "move tunnel bytes with splice only (no copy path)"},
@@ -61,50 +65,115 @@ func serveFlags() []cli.Flag {
 	}
 }
 
+// quickFlags are the flags a configuration file replaces.
+var quickFlags = []string{"listen", "backend", "policy", "idle-timeout", "connect-timeout", "header-timeout",
+	"answer-timeout", "keepalive", "tries", "copy", "splice", "loops", "reuseport", "trusted-proxy", "access-log"}
+
 type serveOptions struct {
-	engine    engine.Config
-	pool      balance.Config
-	logLevel  slog.Level
-	accessLog string
-	admin     adminOptions
+	cfg   *config.Config
+	path  string // the configuration file, "" when built from flags
+	token string // the admin API's bearer token
 	// ready, when set, is called once the proxy listens.
 	ready func(*engine.Server)
+	// inherited are listening sockets from the process that started this
+	// one (a binary upgrade), by address.
+	inherited map[string][]int
 }
 
 func serveOptionsFrom(c *cli.Context) (*serveOptions, error) {
-	o := &serveOptions{}
+	if path := c.String("config"); path != "" {
+		for _, f := range quickFlags {
+			if c.IsSet(f) {
+				return nil, cli.Exit(fmt.Sprintf("--%s and --config: the file holds the whole configuration; choose one", f), exitUsage)
+			}
+		}
+		cfg, warnings, err := config.Load(path)
+		if err != nil {
+			return nil, cli.Exit(err.Error(), exitUsage)
+		}
+		for _, w := range warnings {
+			fmt.Fprintln(c.App.ErrWriter, "wsgate: warning:", w.String())
+		}
+		if c.IsSet("log-level") {
+			if _, err := parseLevel(c.String("log-level")); err != nil {
+				return nil, badFlag("log-level", c.String("log-level"), err)
+			}
+			cfg.LogLevel = c.String("log-level")
+		}
+		o := &serveOptions{cfg: cfg, path: path}
+		if err := o.adminFrom(c); err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
+	cfg, err := configFromFlags(c)
+	if err != nil {
+		return nil, err
+	}
+	o := &serveOptions{cfg: cfg}
+	if err := o.adminFrom(c); err != nil {
+		return nil, err
+	}
+	if err := validateFlags(cfg); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// configFromFlags builds the configuration the quick-start flags describe:
+// one pool, "default", with every request routed to it.
+func configFromFlags(c *cli.Context) (*config.Config, error) {
+	cfg := config.Default()
 	for _, l := range c.StringSlice("listen") {
 		if err := config.CheckListen(l); err != nil {
 			return nil, badFlag("listen", l, err)
 		}
-		o.engine.Listen = append(o.engine.Listen, l)
+		lc := config.DefaultListener(l)
+		if n := c.Int("reuseport"); n < 1 || n > 64 {
+			return nil, badFlag("reuseport", fmt.Sprint(n), fmt.Errorf("want 1..64"))
+		} else {
+			lc.ReusePort = n
+		}
+		if k := c.Duration("keepalive"); k < 0 {
+			return nil, badFlag("keepalive", k.String(), fmt.Errorf("want 0 or a positive duration such as 30s"))
+		} else {
+			lc.Keepalive = k
+		}
+		cfg.Listeners = append(cfg.Listeners, lc)
 	}
 	backends := c.StringSlice("backend")
 	if len(backends) == 0 {
-		return nil, cli.Exit("--backend: at least one backend is required, e.g. --backend 127.0.0.1:8010", exitUsage)
+		return nil, cli.Exit("--backend: at least one backend is required, e.g. --backend 127.0.0.1:8010 (or --config FILE)", exitUsage)
 	}
+	pool := config.DefaultPool()
 	for _, b := range backends {
 		bc, err := config.ParseBackend(b)
 		if err != nil {
 			return nil, badFlag("backend", b, err)
 		}
-		o.pool.Backends = append(o.pool.Backends, bc)
+		cb := config.DefaultBackend(bc.Addr)
+		if bc.Weight != 0 {
+			cb.Weight = bc.Weight
+		}
+		cb.MaxConns = bc.MaxConns
+		pool.Backends = append(pool.Backends, cb)
 	}
 	switch p := balance.Policy(c.String("policy")); p {
 	case balance.LeastConn, balance.RoundRobin, balance.Hash:
-		o.pool.Policy = p
+		pool.Policy = p
 	default:
 		return nil, badFlag("policy", string(p), fmt.Errorf("want least_conn, round_robin or hash"))
 	}
+	cfg.Pools = map[string]config.Pool{admin.DefaultPool: pool}
 	durations := []struct {
 		flag string
 		dst  *time.Duration
 		zero bool // 0 allowed
 	}{
-		{"idle-timeout", &o.engine.IdleTimeout, true},
-		{"connect-timeout", &o.engine.ConnectTimeout, false},
-		{"header-timeout", &o.engine.HeaderTimeout, false},
-		{"answer-timeout", &o.engine.AnswerTimeout, false},
+		{"idle-timeout", &cfg.Timeouts.Idle, true},
+		{"connect-timeout", &cfg.Timeouts.Connect, false},
+		{"header-timeout", &cfg.Timeouts.Header, false},
+		{"answer-timeout", &cfg.Timeouts.BackendAnswer, false},
 	}
 	for _, d := range durations {
 		v := c.Duration(d.flag)
@@ -113,31 +182,23 @@ func serveOptionsFrom(c *cli.Context) (*serveOptions, error) {
 		}
 		*d.dst = v
 	}
-	if o.engine.IdleTimeout == 0 {
-		o.engine.IdleTimeout = -1 // the engine's "none"
-	}
 	if n := c.Int("tries"); n < 1 || n > 8 {
 		return nil, badFlag("tries", fmt.Sprint(n), fmt.Errorf("want 1..8"))
 	} else {
-		o.engine.Tries = n
+		cfg.Tunnel.Tries = n
 	}
 	switch {
 	case c.Bool("copy") && c.Bool("splice"):
 		return nil, cli.Exit("--copy and --splice: choose one", exitUsage)
 	case c.Bool("copy"):
-		o.engine.Mode = engine.ModeCopy
+		cfg.Tunnel.Mode = engine.ModeCopy.String()
 	case c.Bool("splice"):
-		o.engine.Mode = engine.ModeSplice
+		cfg.Tunnel.Mode = engine.ModeSplice.String()
 	}
 	if n := c.Int("loops"); n < 0 || n > 1024 {
 		return nil, badFlag("loops", fmt.Sprint(n), fmt.Errorf("want 0..1024"))
 	} else {
-		o.engine.Loops = n
-	}
-	if n := c.Int("reuseport"); n < 1 || n > 64 {
-		return nil, badFlag("reuseport", fmt.Sprint(n), fmt.Errorf("want 1..64"))
-	} else {
-		o.engine.ReusePort = n
+		cfg.Tunnel.Loops = n
 	}
 	for _, s := range c.StringSlice("trusted-proxy") {
 		p, err := netip.ParsePrefix(s)
@@ -148,43 +209,83 @@ func serveOptionsFrom(c *cli.Context) (*serveOptions, error) {
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		o.engine.TrustedProxies = append(o.engine.TrustedProxies, p.Masked())
+		cfg.Headers.TrustedProxies = append(cfg.Headers.TrustedProxies, p.Masked())
 	}
-	if err := o.logLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, badFlag("log-level", c.String("log-level"), fmt.Errorf("want debug, info, warn or error"))
+	if _, err := parseLevel(c.String("log-level")); err != nil {
+		return nil, badFlag("log-level", c.String("log-level"), err)
 	}
-	o.accessLog = c.String("access-log")
-	admin, err := adminOptionsFrom(c)
-	if err != nil {
-		return nil, err
+	cfg.LogLevel = c.String("log-level")
+	cfg.AccessLog.Output = c.String("access-log")
+	admin := c.String("admin")
+	if admin != "off" {
+		if err := config.CheckListen(admin); err != nil {
+			return nil, badFlag("admin", admin, err)
+		}
 	}
-	o.admin = admin
-	return o, nil
+	cfg.Admin.Address = admin
+	return cfg, nil
 }
 
-// runServe runs the proxy until ctx is done, then stops gracefully.
+// validateFlags runs the configuration's own checks on what the flags
+// built, naming the flag where one field maps to one flag.
+func validateFlags(cfg *config.Config) error {
+	_, err := cfg.Validate()
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for field, flag := range map[string]string{"admin.address": "admin", "listeners": "listen", "access_log.output": "access-log"} {
+		if strings.Contains(msg, field) {
+			return cli.Exit(fmt.Sprintf("--%s: %s", flag, msg), exitUsage)
+		}
+	}
+	return cli.Exit(msg, exitUsage)
+}
+
+// adminFrom takes the admin token: --admin-token (or WSGATE_ADMIN_TOKEN),
+// else the environment variable the configuration names.
+func (o *serveOptions) adminFrom(c *cli.Context) error {
+	o.token = c.String("admin-token")
+	if o.token == "" && o.cfg.Admin.TokenEnv != "" {
+		o.token = os.Getenv(o.cfg.Admin.TokenEnv)
+	}
+	if c.IsSet("admin") && o.path != "" {
+		return cli.Exit("--admin and --config: set admin.address in the file", exitUsage)
+	}
+	return nil
+}
+
+// runServe runs the proxy until ctx is done, then stops gracefully: no new
+// connections, /readyz 503, tunnels given the drain timeout to end, the
+// rest ended with Close frames spread over the drain window. SIGHUP
+// reloads the configuration file; SIGUSR2 upgrades the binary in place.
 func runServe(ctx context.Context, o *serveOptions, stderr io.Writer) error {
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	o.engine.Logger = log
+	cfg := o.cfg
+	level := new(slog.LevelVar)
+	if lv, err := parseLevel(cfg.LogLevel); err == nil {
+		level.Set(lv)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	startPprof(log)
-	access, closeAccess, err := openAccessLog(o.accessLog)
+	access, closeAccess, err := openAccessLog(cfg.AccessLog.Output)
 	if err != nil {
-		return badFlag("access-log", o.accessLog, err)
+		return badFlag("access-log", cfg.AccessLog.Output, err)
 	}
 	defer closeAccess()
-	o.engine.AccessLog = access
-
-	pool, err := balance.NewPool(o.pool)
+	if o.inherited == nil {
+		o.inherited = inheritedListeners(log)
+	}
+	n, err := newNode(cfg, o.path, log, level, access, o.inherited)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	defer pool.Close()
-	o.engine.Pool = pool
-	srv, err := engine.New(o.engine)
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
+	defer n.close()
+	srv := n.srv
+	var reload func(context.Context) error
+	if o.path != "" {
+		reload = n.reload
 	}
-	stopAdmin, err := startAdmin(ctx, o.admin, srv, pool, log)
+	stopAdmin, err := startAdmin(ctx, adminOptions{addr: adminAddr(cfg), token: o.token}, srv, n.namedPools, reload, log)
 	if err != nil {
 		return err
 	}
@@ -196,22 +297,64 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer) error {
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.String())
 	}
-	var bs []string
-	for _, b := range o.pool.Backends {
-		bs = append(bs, b.Addr)
+	var pools []string
+	for _, name := range sortedKeys(cfg.Pools) {
+		var bs []string
+		for _, b := range cfg.Pools[name].Backends {
+			bs = append(bs, b.Address)
+		}
+		pools = append(pools, name+"="+strings.Join(bs, ","))
 	}
-	log.Info("wsgate serving", "version", version, "listen", strings.Join(addrs, ","), "backends", strings.Join(bs, ","), "policy", string(pool.Policy()))
+	log.Info("wsgate serving", "version", version, "listen", strings.Join(addrs, ","), "pools", strings.Join(pools, " "), "config", o.path)
 	if o.ready != nil {
 		o.ready(srv)
 	}
-	<-ctx.Done()
-	log.Info("stopping: no new connections; waiting for tunnels to end", "timeout", config.DefaultDrainDeadline.String())
-	sctx, cancel := context.WithTimeout(context.Background(), config.DefaultDrainDeadline)
-	defer cancel()
-	if err := srv.Shutdown(sctx, config.DefaultDrainSpread); err != nil {
-		log.Warn("stopped with tunnels still open; they were closed", "err", err)
+	signalReady(log)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	restarting := false
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGHUP:
+				if reload == nil {
+					log.Warn("SIGHUP: no configuration file to reload (started with flags)")
+				} else if err := reload(context.Background()); err != nil {
+					log.Error("reload refused; the running configuration stays", "err", err)
+				}
+			case syscall.SIGUSR2:
+				if err := upgrade(srv, o, log); err != nil {
+					log.Error("binary upgrade failed; this process keeps serving", "err", err)
+					continue
+				}
+				restarting, done = true, true
+			}
+		}
 	}
+	n.mu.Lock()
+	drain, spread := n.cfg.Timeouts.Drain, n.cfg.Timeouts.DrainSpread
+	n.mu.Unlock()
+	srv.SetRestarting(restarting)
+	log.Info("stopping: no new connections; waiting for tunnels to end", "timeout", drain.String(), "spread", spread.String())
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx, spread); err != nil {
+		log.Warn("drain timeout passed; the tunnels left were ended", "err", err)
+	}
+	log.Info("stopped")
 	return nil
+}
+
+func adminAddr(cfg *config.Config) string {
+	if cfg.Admin.Address == "off" {
+		return ""
+	}
+	return cfg.Admin.Address
 }
 
 // openAccessLog opens the per-session log: JSON lines on stdout, stderr
