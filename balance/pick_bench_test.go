@@ -9,13 +9,14 @@ import (
 )
 
 // Pick + Done, the cost the engine pays per tunnel. Hash keys cycle through
-// 4096 IPv4 addresses. Medians of 8 runs on a 2-vCPU AMD EPYC shared with
-// other test runs (load average about 3), ns/op, all 0 allocs/op:
+// 4096 IPv4 addresses. Median (and best) of 5 runs on a 2-vCPU AMD EPYC
+// while other test runs kept the load average between 2 and 4, ns/op, all
+// 0 allocs/op:
 //
-//	              2 serial  2 par  16 serial  16 par  256 serial  256 par
-//	least_conn        32      56        68       74       1008       496
-//	round_robin       24      35        68       77        754       947
-//	hash              29      37        31       19         37        23
+//	              2 serial  2 par    16 serial  16 par   256 serial  256 par
+//	least_conn    15 (14)   70 (53)  37 (34)    65 (59)  683 (471)   495 (448)
+//	round_robin   20 (20)   33 (25)  63 (60)    75 (60)  796 (739)   781 (730)
+//	hash          23 (22)   26 (21)  22 (21)    20 (17)   24 (23)     31 (29)
 func BenchmarkPickLeastConn(b *testing.B)  { benchPick(b, LeastConn) }
 func BenchmarkPickRoundRobin(b *testing.B) { benchPick(b, RoundRobin) }
 func BenchmarkPickHash(b *testing.B)       { benchPick(b, Hash) }
