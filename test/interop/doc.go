@@ -3,7 +3,9 @@
 // check that they keep working through it, as they do directly. Each case
 // runs twice: straight to the backend (the control) and through an
 // in-process wsgate engine, so that a failure only through wsgate is a
-// wsgate bug.
+// wsgate bug. The sticky-cookie tests (sticky_test.go) need two backends
+// and cannot go direct; their control is the same client through wsgate
+// without stickiness, which must fail.
 //
 // The node side lives beside this file: ws-echo-server.js and
 // ws-client.js, sio-server.js and sio-client.js, with their packages

@@ -310,6 +310,14 @@ type gate struct {
 // test, and its access log is logged if the test failed.
 func startGate(t *testing.T, cfg balance.Config, backends ...*backend) *gate {
 	t.Helper()
+	return startStickyGate(t, cfg, nil, backends...)
+}
+
+// startStickyGate is startGate with one route over the pool that keeps
+// clients on a backend with the sticky cookie st (nil: no route, as
+// startGate).
+func startStickyGate(t *testing.T, cfg balance.Config, st *engine.Sticky, backends ...*backend) *gate {
+	t.Helper()
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, balance.BackendConfig{Addr: b.addr})
 	}
@@ -318,12 +326,21 @@ func startGate(t *testing.T, cfg balance.Config, backends ...*backend) *gate {
 		t.Fatal(err)
 	}
 	g := &gate{}
-	srv, err := engine.New(engine.Config{
+	ecfg := engine.Config{
 		Listen:    []string{"127.0.0.1:0"},
 		Pool:      pool,
 		Loops:     gateLoops,
 		AccessLog: slog.New(slog.NewJSONHandler(&g.accessLog, nil)),
-	})
+	}
+	if st != nil {
+		rt, err := engine.NewRoutes([]engine.RouteConfig{{Name: "sticky", Pool: pool, Sticky: st}}, nil, engine.RewriteConfig{})
+		if err != nil {
+			pool.Close()
+			t.Fatal(err)
+		}
+		ecfg.Routes, ecfg.Pool = rt, nil
+	}
+	srv, err := engine.New(ecfg)
 	if err != nil {
 		pool.Close()
 		t.Fatal(err)

@@ -6,10 +6,18 @@
 // that --emits "echo" events are acked over websocket with their payload.
 //
 // Each session's outcome is a JSON line on stdout (its sid, the backend
-// that welcomed it, or the error). Exit 0 when every session passed, 1
-// with "FAIL step: why" on stderr otherwise, also after --timeout-ms.
+// that welcomed it, the cookies it held after the upgrade, or the error).
+// Exit 0 when every session passed, 1 with "FAIL step: why" on stderr
+// otherwise, also after --timeout-ms.
 //
-//   node sio-client.js --url http://127.0.0.1:8080 [--sessions 1] [--emits 20]
+// Every session has its own cookie jar, as a browser tab would
+// (withCredentials: in Node, engine.io-client ≥ 6.5 keeps the cookies its
+// polling answers set and sends them on its later polls and on the
+// websocket upgrade, and without it sends none); --with-credentials false
+// turns the jar off. --parallel runs that many sessions at once, so that
+// their requests interleave.
+//
+//   node sio-client.js --url http://127.0.0.1:8080 [--sessions 1] [--emits 20] [--parallel 1]
 
 const { io } = require('socket.io-client');
 const { args, emit, fail, deadline } = require('./lib');
@@ -18,10 +26,14 @@ const opts = args({
   url: undefined,
   sessions: '1',
   emits: '20',
+  parallel: '1',
+  'with-credentials': 'true',
   'session-timeout-ms': '8000',
   'timeout-ms': '25000',
 });
 if (!opts.url) fail('args', '--url is required');
+if (!['true', 'false'].includes(opts['with-credentials'])) fail('args', '--with-credentials is true or false');
+const withCredentials = opts['with-credentials'] === 'true';
 
 let step = 'start';
 const done = deadline(Number(opts['timeout-ms']), () => step);
@@ -47,13 +59,20 @@ function describe(d) {
   return String(d);
 }
 
+// cookieNames lists the cookies in an engine.io socket's jar (a private
+// field of engine.io-client 6.x, which package.json pins).
+function cookieNames(engine) {
+  const jar = engine._cookieJar;
+  return jar ? [...jar.cookies].map(([name]) => name).sort() : [];
+}
+
 // session runs one socket.io session; it resolves with what it saw or
 // rejects with the step that failed.
 function session(i) {
   return new Promise((resolve, reject) => {
     const seen = { session: i };
     let sub = 'connect';
-    const socket = io(opts.url, { forceNew: true, reconnection: false, timeout: 5000 });
+    const socket = io(opts.url, { forceNew: true, reconnection: false, timeout: 5000, withCredentials });
     const timer = setTimeout(() => finish(new Error(`timed out at ${sub}`)), Number(opts['session-timeout-ms']));
     function finish(err) {
       clearTimeout(timer);
@@ -91,6 +110,7 @@ function session(i) {
         sub = 'upgrade';
         await upgrade;
         check(socket.io.engine.transport.name === 'websocket', `transport ${socket.io.engine.transport.name} after upgrade`);
+        seen.cookies = cookieNames(socket.io.engine);
         sub = 'emit/ack';
         const n = Number(opts.emits);
         for (let k = 0; k < n; k++) {
@@ -113,16 +133,24 @@ function session(i) {
   const n = Number(opts.sessions);
   let failed = 0;
   let first;
-  for (let i = 0; i < n; i++) {
-    step = `session ${i}`;
-    try {
-      emit('session', { ok: true, ...(await session(i)) });
-    } catch (err) {
-      failed++;
-      first = first || `session ${i} at ${err.sub}: ${err.message}`;
-      emit('session', { ok: false, ...err.seen, at: err.sub, error: err.message });
+  let next = 0;
+  // Each worker runs sessions one after another, the next one not yet
+  // started, until there are none left.
+  async function worker() {
+    while (next < n) {
+      const i = next++;
+      step = `session ${i}`;
+      try {
+        emit('session', { ok: true, ...(await session(i)) });
+      } catch (err) {
+        failed++;
+        first = first || `session ${i} at ${err.sub}: ${err.message}`;
+        emit('session', { ok: false, ...err.seen, at: err.sub, error: err.message });
+      }
     }
   }
+  const parallel = Math.max(1, Math.min(n, Number(opts.parallel)));
+  await Promise.all(Array.from({ length: parallel }, worker));
   done();
   emit('summary', { sessions: n, failed });
   if (failed) fail('sessions', `${failed} of ${n} failed; first: ${first}`);
