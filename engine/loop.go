@@ -191,6 +191,11 @@ func (l *loop) drainInbox() bool {
 	l.mu.Lock()
 	stop := l.closed
 	l.mu.Unlock()
+	if stop {
+		// stop may have been called while this batch ran: its work is
+		// not in the batch, so shut down here, whatever the batch held.
+		l.shutdown()
+	}
 	return stop
 }
 
@@ -203,7 +208,6 @@ func (l *loop) stop() {
 		<-l.done
 		return
 	}
-	l.inbox = append(l.inbox, func(l *loop) { l.shutdown() })
 	l.closed = true
 	l.mu.Unlock()
 	var one = [8]byte{1}

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -16,8 +20,10 @@ import (
 // adminOptions configure the admin API of `wsgate serve`. The zero value
 // is "off" (the demo builds its options by hand).
 type adminOptions struct {
-	addr  string // "" = off
-	token string
+	addr          string // "" = off
+	token         string
+	drain, spread time.Duration // a drain request's defaults
+	inherited     int           // listening socket from a binary upgrade; -1 = none
 }
 
 // adminFlags are serve's admin flags.
@@ -28,27 +34,37 @@ func adminFlags() []cli.Flag {
 	}
 }
 
-func adminOptionsFrom(c *cli.Context) (adminOptions, error) {
-	o := adminOptions{addr: c.String("admin"), token: c.String("admin-token")}
-	if o.addr == "off" {
-		return adminOptions{}, nil
-	}
-	if err := config.CheckListen(o.addr); err != nil {
-		return o, badFlag("admin", o.addr, err)
-	}
-	return o, nil
+// adminRun is a running admin API.
+type adminRun struct {
+	stop func()
+	ln   net.Listener // nil when the API is off
 }
 
-// startAdmin binds the admin API for srv and pools, and serves it once srv
-// has started; the returned function stops it. Binding first makes a bad
-// or exposed admin address fail before the proxy accepts anyone; serving
-// only after Start keeps the API (and its once-a-second sampler) from
-// reading the engine while Start builds it. When ctx is done (SIGTERM) the
-// API tells clients the node is stopping (/readyz 503, no undrain) but
-// keeps answering while the proxy drains.
-func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pools func() []admin.NamedPool, reload func(context.Context) error, log *slog.Logger) (func(), error) {
+// file returns a copy of the admin listening socket for a binary upgrade,
+// or nil.
+func (r *adminRun) file() *os.File {
+	tl, ok := r.ln.(*net.TCPListener)
+	if !ok {
+		return nil
+	}
+	f, err := tl.File()
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// startAdmin binds the admin API for srv and pools (or takes over the
+// socket a binary upgrade passed down), and serves it once srv has
+// started. Binding first makes a bad or exposed admin address fail before
+// the proxy accepts anyone; serving only after Start keeps the API (and
+// its once-a-second sampler) from reading the engine while Start builds
+// it. When ctx is done (SIGTERM) the API tells clients the node is
+// stopping (/readyz 503, no undrain) but keeps answering while the proxy
+// drains.
+func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pools func() []admin.NamedPool, reload func(context.Context) error, log *slog.Logger) (*adminRun, error) {
 	if o.addr == "" {
-		return func() {}, nil
+		return &adminRun{stop: func() {}}, nil
 	}
 	a, err := admin.New(admin.Config{
 		Addr:    o.addr,
@@ -58,18 +74,35 @@ func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pools f
 		Pools:   pools,
 		// Reload is nil without a configuration file: the API answers
 		// 409 and says why.
-		Reload: reload,
-		Logger: log,
+		Reload:        reload,
+		DrainDeadline: o.drain,
+		DrainSpread:   o.spread,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := a.Bind()
-	if err != nil {
-		if errors.Is(err, admin.ErrNoToken) {
-			return nil, cli.Exit(err.Error(), exitUsage)
+	var ln net.Listener
+	if o.inherited >= 0 {
+		f := os.NewFile(uintptr(o.inherited), "admin listener")
+		ln, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("admin: inherited listener: %w", err)
 		}
-		return nil, err
+		if want, err := net.ResolveTCPAddr("tcp", o.addr); err != nil || want.Port != ln.Addr().(*net.TCPAddr).Port {
+			// admin.address changed across the upgrade: bind the new one.
+			ln.Close()
+			ln = nil
+		}
+	}
+	if ln == nil {
+		if ln, err = a.Bind(); err != nil {
+			if errors.Is(err, admin.ErrNoToken) {
+				return nil, cli.Exit(err.Error(), exitUsage)
+			}
+			return nil, err
+		}
 	}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -96,9 +129,12 @@ func startAdmin(ctx context.Context, o adminOptions, srv *engine.Server, pools f
 		case <-stop:
 		}
 	}()
-	return func() {
-		close(stop)
-		<-done
-		a.Close()
-	}, nil
+	var once sync.Once
+	return &adminRun{ln: ln, stop: func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			a.Close()
+		})
+	}}, nil
 }

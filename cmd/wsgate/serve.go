@@ -274,6 +274,14 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer) error {
 	defer closeAccess()
 	if o.inherited == nil {
 		o.inherited = inheritedListeners(log)
+		closeUnused(o.inherited, func(addr string) bool {
+			for _, l := range cfg.Listeners {
+				if l.Address == addr {
+					return true
+				}
+			}
+			return false
+		}, log)
 	}
 	n, err := newNode(cfg, o.path, log, level, access, o.inherited)
 	if err != nil {
@@ -285,11 +293,15 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer) error {
 	if o.path != "" {
 		reload = n.reload
 	}
-	stopAdmin, err := startAdmin(ctx, adminOptions{addr: adminAddr(cfg), token: o.token}, srv, n.namedPools, reload, log)
+	ao := adminOptions{addr: adminAddr(cfg), token: o.token, drain: cfg.Timeouts.Drain, spread: cfg.Timeouts.DrainSpread, inherited: -1}
+	if fds := o.inherited[adminKey]; len(fds) == 1 {
+		ao.inherited = fds[0]
+	}
+	adm, err := startAdmin(ctx, ao, srv, n.namedPools, reload, log)
 	if err != nil {
 		return err
 	}
-	defer stopAdmin()
+	defer adm.stop()
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -328,10 +340,11 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer) error {
 					log.Error("reload refused; the running configuration stays", "err", err)
 				}
 			case syscall.SIGUSR2:
-				if err := upgrade(srv, o, log); err != nil {
+				if err := upgrade(srv, adm, log); err != nil {
 					log.Error("binary upgrade failed; this process keeps serving", "err", err)
 					continue
 				}
+				adm.stop() // the new process answers the admin API now
 				restarting, done = true, true
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wsgate/wsgate/engine"
 )
 
@@ -36,7 +38,10 @@ const (
 	upgradeReadyTimeout = 30 * time.Second
 )
 
-func upgrade(srv *engine.Server, o *serveOptions, log *slog.Logger) error {
+// adminKey names the admin API's socket among the inherited ones.
+const adminKey = "admin"
+
+func upgrade(srv *engine.Server, adm *adminRun, log *slog.Logger) error {
 	exe, err := exec.LookPath(os.Args[0])
 	if err != nil {
 		return fmt.Errorf("find the binary to start: %w", err)
@@ -52,11 +57,23 @@ func upgrade(srv *engine.Server, o *serveOptions, log *slog.Logger) error {
 	for _, a := range addrs {
 		var nums []string
 		for _, fd := range byAddr[a] {
+			// A copy, closed below: an *os.File closes its fd when it is
+			// collected, and the engine's own must stay open.
+			dup, err := unix.Dup(fd)
+			if err != nil {
+				closeFiles(files)
+				return fmt.Errorf("dup listener %s: %w", a, err)
+			}
 			// ExtraFiles[i] becomes fd 3+i in the child.
 			nums = append(nums, strconv.Itoa(3+len(files)))
-			files = append(files, os.NewFile(uintptr(fd), "listener "+a))
+			files = append(files, os.NewFile(uintptr(dup), "listener "+a))
 		}
 		spec = append(spec, a+"="+strings.Join(nums, ","))
+	}
+	defer func() { closeFiles(files) }()
+	if f := adm.file(); f != nil {
+		spec = append(spec, adminKey+"="+strconv.Itoa(3+len(files)))
+		files = append(files, f)
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -103,6 +120,12 @@ func upgrade(srv *engine.Server, o *serveOptions, log *slog.Logger) error {
 	log.Info("binary upgrade: the new process serves; this one stops accepting and drains", "pid", cmd.Process.Pid)
 	srv.Handoff()
 	return nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 func withoutUpgradeEnv(env []string) []string {
@@ -160,4 +183,19 @@ func signalReady(log *slog.Logger) {
 		log.Warn("binary upgrade: telling the parent failed", "err", err)
 	}
 	f.Close()
+}
+
+// closeUnused closes inherited listening sockets this process's
+// configuration does not listen on (it changed across the upgrade): left
+// open, their queues would fill with connections nobody accepts.
+func closeUnused(inherited map[string][]int, keep func(addr string) bool, log *slog.Logger) {
+	for addr, fds := range inherited {
+		if addr == adminKey || keep(addr) {
+			continue
+		}
+		log.Info("binary upgrade: no longer listening", "address", addr)
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
 }
