@@ -241,10 +241,10 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 var warmOnce sync.Once
 
-// warmNetpoll starts netpoll's process-wide pollers (they live as long as
-// the process) before a leak check counts goroutines: an engine started
-// and closed once does it with the engine's own netpoll settings.
-func warmNetpoll(t testing.TB) {
+// warmUp starts what lives as long as the process once started — Go's
+// runtime poller (an epoll fd and an eventfd) — before a leak check counts
+// fds and goroutines: an engine started and closed once does it.
+func warmUp(t testing.TB) {
 	warmOnce.Do(func() {
 		p, err := balance.NewPool(balance.Config{Backends: []balance.BackendConfig{{Addr: "127.0.0.1:1"}}})
 		if err != nil {

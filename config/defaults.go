@@ -24,11 +24,6 @@ const (
 	// DefaultMaxHeadBytes caps a request head (431 beyond it), like
 	// nginx's large_client_header_buffers 4 8k and HAProxy's tune.bufsize.
 	DefaultMaxHeadBytes = 16 << 10
-
-	// DefaultEarlyDataBytes caps the client bytes wsgate buffers after a
-	// head while it dials the backend: netpoll reads without backpressure,
-	// so without a cap a client could grow memory during the dial.
-	DefaultEarlyDataBytes = 64 << 10
 )
 
 // Talking to backends.

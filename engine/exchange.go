@@ -25,7 +25,6 @@ type exchange struct {
 	head    *chunk // the client's head followed by early data
 	headLen int
 	req     *handshake.Request
-	reject  *handshake.Reject // answer this instead of dialing
 
 	route   *Route
 	proxied bool // the PROXY header is read, or the listener expects none

@@ -72,12 +72,12 @@ func TestIdleTunnelsCostNoGoroutineNoPipe(t *testing.T) {
 	b := startSeqBackend(t)
 	srv, addr := startProxy(t, []string{b.ln.Addr().String()}, nil)
 
-	// One tunnel first, so that goroutines started once (netpoll's
-	// workers) are running before the count.
+	// One tunnel first, so that goroutines started once (the backend's,
+	// the runtime's) are running before the count.
 	warm, _, _ := rawUpgrade(t, addr, upgradeHead("x", "/"), nil)
 	warm.Close()
 	settle := func() int {
-		// netpoll's worker goroutines exit once idle; give them a moment.
+		// Goroutines of earlier tests may still be ending; give them a moment.
 		var g int
 		for k := 0; k < 50; k++ {
 			g = runtime.NumGoroutine()

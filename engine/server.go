@@ -140,7 +140,6 @@ type Server struct {
 	admit     admission
 
 	loops     []*loop
-	next      atomic.Uint32
 	listeners []*listener
 
 	limits       handshake.Limits
@@ -503,10 +502,6 @@ func (s *Server) held() int {
 	return int(n.Load())
 }
 
-func (s *Server) nextLoop() *loop {
-	return s.loops[int(s.next.Add(1))%len(s.loops)]
-}
-
 // lookup returns a backend's address, resolved once and cached (a
 // hostname is looked up on first use only).
 func (s *Server) lookup(addr string) (netip.AddrPort, error) {
@@ -553,14 +548,15 @@ func (s *Server) fdLimit(err error, where string) {
 
 var lastFDLog atomic.Int64
 
-func closeFD(fd int) { unix.Close(fd) }
-
 var (
 	requestPool  = sync.Pool{New: func() any { return new(handshake.Request) }}
 	responsePool = sync.Pool{New: func() any { return new(handshake.Response) }}
 )
 
-func getRequest() *handshake.Request    { return requestPool.Get().(*handshake.Request) }
-func putRequest(r *handshake.Request)   { requestPool.Put(r) }
+func getRequest() *handshake.Request { return requestPool.Get().(*handshake.Request) }
+func putRequest(r *handshake.Request) {
+	r.Reset() // drops its slices into the head buffer, which goes back to its own pool
+	requestPool.Put(r)
+}
 func getResponse() *handshake.Response  { return responsePool.Get().(*handshake.Response) }
 func putResponse(r *handshake.Response) { responsePool.Put(r) }

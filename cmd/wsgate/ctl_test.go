@@ -23,10 +23,10 @@ import (
 
 var warmOnce sync.Once
 
-// warmNetpoll starts what lives as long as the process once started —
-// netpoll's pollers, os/signal's loop (serve's signal.NotifyContext) —
+// warmUp starts what lives as long as the process once started — Go's
+// runtime poller, os/signal's loop (serve's signal.NotifyContext) —
 // before a leak check counts goroutines.
-func warmNetpoll(t *testing.T) {
+func warmUp(t *testing.T) {
 	warmOnce.Do(func() {
 		_, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		stop()
@@ -153,7 +153,7 @@ func wantLines(t *testing.T, what, out string, want ...string) {
 // TestCtl drives every ctl subcommand against `wsgate serve`: the admin
 // flags of serve and ctl's client together.
 func TestCtl(t *testing.T) {
-	warmNetpoll(t)
+	warmUp(t)
 	testutil.CheckLeaks(t)
 	n := startServe(t, "")
 	a, b := n.backends[0], n.backends[1]
@@ -240,7 +240,7 @@ func TestCtl(t *testing.T) {
 // address from --admin or WSGATE_ADMIN; without the token a change is
 // refused with the server's 401 and a hint.
 func TestCtlToken(t *testing.T) {
-	warmNetpoll(t)
+	warmUp(t)
 	testutil.CheckLeaks(t)
 	const token = "ctl-test-token"
 	n := startServe(t, token)
@@ -299,7 +299,7 @@ func TestCtlUsage(t *testing.T) {
 // TestServeAdminExposed: serve refuses a non-loopback admin address
 // without a token, saying what to do, and exits 2.
 func TestServeAdminExposed(t *testing.T) {
-	warmNetpoll(t)
+	warmUp(t)
 	testutil.CheckLeaks(t)
 	t.Setenv("WSGATE_ADMIN_TOKEN", "")
 	code, msg := run(t, "serve", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--access-log", "off", "--admin", "0.0.0.0:0")

@@ -184,7 +184,7 @@ func dialTunnel(addr string) (*tunnel, error) {
 	}
 	go func() {
 		for {
-			f, err := ws.ReadFrame(r)
+			f, err := readFrame(r)
 			tn.frames <- frameOrErr{f, err}
 			if err != nil || f.Header.OpCode == ws.OpClose {
 				return
@@ -567,3 +567,19 @@ func waitFor(t *testing.T, d time.Duration, f func() bool) {
 // statusServiceRestart is RFC 6455's 1012 (IANA registry), which gobwas/ws
 // does not name.
 const statusServiceRestart ws.StatusCode = 1012
+
+// readFrame reads one frame with its payload (at most 1 MiB).
+func readFrame(r io.Reader) (ws.Frame, error) {
+	h, err := ws.ReadHeader(r)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Length > 1<<20 {
+		return ws.Frame{}, fmt.Errorf("frame of %d bytes", h.Length)
+	}
+	p := make([]byte, h.Length)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return ws.Frame{}, err
+	}
+	return ws.Frame{Header: h, Payload: p}, nil
+}

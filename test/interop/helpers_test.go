@@ -43,9 +43,9 @@ const gateLoops = 0
 // node_modules holds the versions package.json pins.
 var pinned = []string{"ws", "socket.io", "socket.io-client", "wscat"}
 
-// TestMain starts netpoll's process-wide pollers (with a throwaway engine)
-// before any test, so that the leak checks do not count them: they live
-// as long as the process.
+// TestMain starts what lives as long as the process once started — Go's
+// runtime poller — with a throwaway engine before any test, so that the
+// leak checks do not count it.
 func TestMain(m *testing.M) {
 	pool, err := balance.NewPool(balance.Config{Backends: []balance.BackendConfig{{Addr: "127.0.0.1:9"}}})
 	if err != nil {
