@@ -132,7 +132,7 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Skip("starts Chromium")
 	}
 	chromium := findChromium(t)
-	warmNetpoll(t)
+	warmUp(t)
 	testutil.CheckLeaks(t)
 	const token = "dashboard-test-token"
 	p := startProxy(t, 2, Config{Token: token, Version: "v0.0.0-test"})

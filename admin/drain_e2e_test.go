@@ -31,7 +31,7 @@ func TestBackendDrainEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200 tunnels and 4 s of drain")
 	}
-	warmNetpoll(t)
+	warmUp(t)
 	testutil.CheckLeaks(t)
 	p := startProxy(t, 2, Config{})
 	const perBackend = 100
@@ -160,7 +160,7 @@ func TestBackendDrainEndToEnd(t *testing.T) {
 // on their own; POST /undrain accepts again; with a deadline the rest end
 // with Close frames at the deadline.
 func TestNodeDrainEndToEnd(t *testing.T) {
-	warmNetpoll(t)
+	warmUp(t)
 	testutil.CheckLeaks(t)
 	p := startProxy(t, 2, Config{})
 	var open []*tunnel
