@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/handshake"
 )
 
 // wss: TLS termination.
@@ -80,7 +83,25 @@ func (s *Server) serveTLS(l *loop, ln *listener, b *tlsBridge, peer netip.AddrPo
 		delete(s.tls, b)
 		s.tlsMu.Unlock()
 	}()
-	b.conn.SetDeadline(time.Now().Add(s.cfg.HeaderTimeout))
+	b.tcp.SetDeadline(time.Now().Add(s.cfg.HeaderTimeout))
+	var proxyHdr []byte
+	if ln.proxy {
+		// A balancer sends its PROXY header in clear before the TLS
+		// handshake (HAProxy's send-proxy, AWS NLB): read it here, then
+		// pass it on into the bridge ahead of the decrypted bytes, so the
+		// head phase takes the client's address from it as on a plain
+		// listener.
+		hdr, rest, err := s.readProxyHeader(b.tcp, peer)
+		if err != nil {
+			if r, ok := err.(*handshake.Reject); ok {
+				s.c.reject(r)
+			}
+			s.log.Debug("closing client: bad PROXY header", "client", peer, "err", err)
+			return
+		}
+		proxyHdr = hdr
+		b.conn = tls.Server(&prefixConn{Conn: b.tcp, pre: rest}, ln.tls)
+	}
 	if err := b.conn.Handshake(); err != nil {
 		s.c.tlsFailures.Add(1)
 		s.log.Debug("wss: TLS handshake failed", "client", peer, "err", err)
@@ -100,6 +121,13 @@ func (s *Server) serveTLS(l *loop, ln *listener, b *tlsBridge, peer netip.AddrPo
 		return
 	}
 	b.outer = outer
+	if len(proxyHdr) > 0 {
+		// A socketpair's buffer takes a whole header: this never blocks.
+		if _, err := outer.Write(proxyHdr); err != nil {
+			unix.Close(pair[0])
+			return
+		}
+	}
 	s.c.tlsTunnels.Add(1)
 	defer s.c.tlsTunnels.Add(-1)
 	local := netip.AddrPort{}
@@ -132,6 +160,53 @@ func (s *Server) serveTLS(l *loop, ln *listener, b *tlsBridge, peer netip.AddrPo
 		}
 	}
 	<-done
+}
+
+// readProxyHeader reads the PROXY header at the start of a TLS client's
+// connection, refusing it as the head phase would (malformed, or from a
+// peer trusted_proxies does not list), and returns it with the bytes read
+// after it (the start of the ClientHello).
+func (s *Server) readProxyHeader(c net.Conn, peer netip.AddrPort) (hdr, rest []byte, err error) {
+	var h handshake.ProxyHeader
+	buf := make([]byte, 0, 256)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= handshake.MaxProxyHeaderBytes {
+				return nil, nil, handshake.ErrProxyTooLong // ParseProxy never lets it come to this
+			}
+			buf = slices.Grow(buf, min(cap(buf), handshake.MaxProxyHeaderBytes-len(buf)))
+		}
+		n, rerr := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		k, perr := handshake.ParseProxy(buf, &h)
+		if perr != nil {
+			return nil, nil, perr
+		}
+		if k > 0 {
+			if rt := s.routes.Load(); len(rt.trusted) > 0 && !rt.trusts(peer.Addr()) {
+				return nil, nil, errProxyUntrusted
+			}
+			return buf[:k], buf[k:], nil
+		}
+		if rerr != nil {
+			return nil, nil, rerr
+		}
+	}
+}
+
+// prefixConn reads pre before the connection's own bytes.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // copyHalf copies src to dst until src ends (nil) or either fails.
