@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/wsgate/wsgate/balance"
 )
 
 // Draining, of one backend or of the whole node: no new tunnels, the
@@ -103,6 +105,40 @@ func (s *Server) undrainBackend(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("backend undrain", "pool", np.Name, "backend", addr)
 	s.writeBackend(w, http.StatusOK, np, addr)
+}
+
+// POST /backends/{addr}/close?rate=50 ends the backend's tunnels
+// gracefully (Close 1001) at about rate tunnels per second, without
+// draining it: new tunnels may still go there. An operator moving
+// clients off a backend slowly, or rebalancing after adding backends,
+// without a reconnect storm.
+func (s *Server) closeBackendTunnels(w http.ResponseWriter, r *http.Request) {
+	np, addr, ok := s.findBackend(w, r)
+	if !ok {
+		return
+	}
+	rate := 10.0
+	if v := r.URL.Query().Get("rate"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1e6 || f != f {
+			writeError(w, http.StatusBadRequest, "rate", fmt.Sprintf("rate %q: want tunnels per second, a number above 0", v))
+			return
+		}
+		rate = f
+	}
+	lk, ok := np.Pool.(interface{ Lookup(string) *balance.Backend })
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "", "this pool cannot name its backends to the engine")
+		return
+	}
+	b := lk.Lookup(addr)
+	if b == nil {
+		writeError(w, http.StatusNotFound, "", fmt.Sprintf("backend %q: unknown backend", addr))
+		return
+	}
+	s.cfg.Engine.CloseBackendTunnels(b, rate)
+	s.log.Info("closing backend tunnels", "pool", np.Name, "backend", addr, "rate", rate, "tunnels", b.Active())
+	writeJSON(w, http.StatusAccepted, map[string]any{"pool": np.Name, "backend": addr, "rate": rate, "tunnels": b.Active()})
 }
 
 // nodeDrain is the node's drain state.

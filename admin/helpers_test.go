@@ -30,6 +30,7 @@ type fakeEngine struct {
 	pauses   int
 	resumes  int
 	drains   []drainAllCall
+	closes   []closeCall
 	pauseErr error
 	// pausing, when set, is told when Pause starts; Pause then holds the
 	// lock (as the engine holds its own) until pauseGate closes.
@@ -81,6 +82,17 @@ func (f *fakeEngine) DrainAll(spread time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.drains = append(f.drains, drainAllCall{time.Now(), spread})
+}
+
+func (f *fakeEngine) CloseBackendTunnels(b *balance.Backend, rate float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closes = append(f.closes, closeCall{b.Addr(), rate})
+}
+
+type closeCall struct {
+	addr string
+	rate float64
 }
 
 func (f *fakeEngine) drainCalls() []drainAllCall {

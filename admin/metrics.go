@@ -25,6 +25,7 @@ type metricsCollector struct {
 	accepted, acceptErrors, fdLimitHits, headsPending *prometheus.Desc
 	handshakes, rejects, dialFailures                 *prometheus.Desc
 	tunnelsActive, closes, bytes                      *prometheus.Desc
+	wsCloses, pings, tlsFailures, tlsConns, held      *prometheus.Desc
 	pipesInUse, parkedBytes                           *prometheus.Desc
 	tunnelDuration, handshakeDuration                 *prometheus.Desc
 
@@ -58,9 +59,15 @@ func newMetricsCollector(s *Server) *metricsCollector {
 
 		tunnelsActive: d("tunnels_active", "Tunnels open now."),
 		closes:        d("tunnel_closes_total", "Connections closed by the engine, by cause.", "cause"),
-		bytes:         d("bytes_total", "Tunnel bytes moved: up is client to backend, down backend to client.", "direction"),
-		pipesInUse:    d("pipes_in_use", "Pipes lent from the pool to directions with bytes in flight."),
-		parkedBytes:   d("parked_bytes", "Bytes parked in chunks after partial writes."),
+		wsCloses: d("websocket_closes_total", "WebSocket tunnels wsgate ended itself, by cause and how: graceful (Close frames both ways) or plain (no frame boundary, or not a WebSocket tunnel, in time).",
+			"cause", "how"),
+		pings:       d("keepalive_pings_total", "Keepalive Pings sent to clients of idle WebSocket tunnels."),
+		tlsFailures: d("tls_handshake_failures_total", "TLS handshakes (wss listeners) that failed or timed out."),
+		tlsConns:    d("tls_connections", "TLS connections past their handshake."),
+		held:        d("connections_admitted", "Connections counted by max_tunnels and max_tunnels_per_ip now."),
+		bytes:       d("bytes_total", "Tunnel bytes moved: up is client to backend, down backend to client.", "direction"),
+		pipesInUse:  d("pipes_in_use", "Pipes lent from the pool to directions with bytes in flight."),
+		parkedBytes: d("parked_bytes", "Bytes parked in chunks after partial writes."),
 		tunnelDuration: d("tunnel_duration_seconds",
 			"How long tunnels lasted, from the 101 to the close."),
 		handshakeDuration: d("handshake_duration_seconds",
@@ -82,6 +89,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.accepted, c.acceptErrors, c.fdLimitHits, c.headsPending,
 		c.handshakes, c.rejects, c.dialFailures,
 		c.tunnelsActive, c.closes, c.bytes, c.pipesInUse, c.parkedBytes,
+		c.wsCloses, c.pings, c.tlsFailures, c.tlsConns, c.held,
 		c.tunnelDuration, c.handshakeDuration,
 		c.tunnels, c.backendActive, c.backendUp, c.backendState,
 		c.backendWeight, c.backendMaxConns, c.backendDrain,
@@ -123,6 +131,16 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	for cause, n := range es.Closes {
 		counter(c.closes, float64(n), cause)
 	}
+	for cause, n := range es.GracefulCloses {
+		counter(c.wsCloses, float64(n), cause, "graceful")
+	}
+	for cause, n := range es.PlainCloses {
+		counter(c.wsCloses, float64(n), cause, "plain")
+	}
+	counter(c.pings, float64(es.KeepalivePings))
+	counter(c.tlsFailures, float64(es.TLSFailures))
+	gauge(c.tlsConns, float64(es.TLSConnections))
+	gauge(c.held, float64(es.Held))
 	counter(c.bytes, float64(es.BytesUp), "up")
 	counter(c.bytes, float64(es.BytesDown), "down")
 	gauge(c.pipesInUse, float64(es.PipesInUse))

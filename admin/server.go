@@ -44,6 +44,9 @@ type Engine interface {
 	Paused() bool
 	// DrainAll closes every tunnel, spread evenly over spread from now.
 	DrainAll(spread time.Duration)
+	// CloseBackendTunnels ends b's tunnels gracefully at about rate
+	// tunnels per second.
+	CloseBackendTunnels(b *balance.Backend, rate float64)
 }
 
 // Pool is one backend pool as the admin API sees it; *balance.Pool has it.
@@ -173,6 +176,7 @@ func (s *Server) routes() http.Handler {
 	write("DELETE /backends/{addr}", s.removeBackend)
 	write("POST /backends/{addr}/drain", s.drainBackend)
 	write("POST /backends/{addr}/undrain", s.undrainBackend)
+	write("POST /backends/{addr}/close", s.closeBackendTunnels)
 	write("POST /drain", s.drainNode)
 	write("POST /undrain", s.undrainNode)
 	write("POST /reload", s.reload)

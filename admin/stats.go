@@ -23,14 +23,24 @@ type Stats struct {
 	Tunnels           TunnelStats       `json:"tunnels"`
 	Connections       ConnectionStats   `json:"connections"`
 	Handshakes        HandshakeStats    `json:"handshakes"`
-	DialFailures      map[string]uint64 `json:"dial_failures"` // by kind: refused, timeout, error, response
-	Closes            map[string]uint64 `json:"closes"`        // by cause, engine.CloseCauses()
+	DialFailures      map[string]uint64 `json:"dial_failures"`   // by kind: refused, timeout, error, response
+	Closes            map[string]uint64 `json:"closes"`          // by cause, engine.CloseCauses()
+	GracefulCloses    map[string]uint64 `json:"graceful_closes"` // WebSocket tunnels ended with Close frames, by cause
+	PlainCloses       map[string]uint64 `json:"plain_closes"`    // ended by wsgate without them, by cause
+	KeepalivePings    uint64            `json:"keepalive_pings"`
+	TLS               TLSStats          `json:"tls"`
 	Bytes             ByteStats         `json:"bytes"`
 	PipesInUse        int64             `json:"pipes_in_use"`
 	ParkedBytes       int64             `json:"parked_bytes"`
 	TunnelDuration    Histogram         `json:"tunnel_duration"`
 	HandshakeDuration Histogram         `json:"handshake_duration"`
 	Backends          []Backend         `json:"backends"`
+}
+
+// TLSStats counts wss connections.
+type TLSStats struct {
+	Connections       int64  `json:"connections"`        // past their handshake
+	HandshakeFailures uint64 `json:"handshake_failures"` // failed or timed out
 }
 
 // TunnelStats counts upgraded connections.
@@ -148,6 +158,10 @@ func (s *Server) stats() Stats {
 		Handshakes:        HandshakeStats{OK: es.HandshakesOK, PlainOK: es.PlainOK, Rejected: orEmpty(es.Rejects)},
 		DialFailures:      orEmpty(es.DialFailures),
 		Closes:            orEmpty(es.Closes),
+		GracefulCloses:    orEmpty(es.GracefulCloses),
+		PlainCloses:       orEmpty(es.PlainCloses),
+		KeepalivePings:    es.KeepalivePings,
+		TLS:               TLSStats{Connections: es.TLSConnections, HandshakeFailures: es.TLSFailures},
 		Bytes:             ByteStats{Up: es.BytesUp, Down: es.BytesDown},
 		PipesInUse:        es.PipesInUse,
 		ParkedBytes:       es.ParkedBytes,

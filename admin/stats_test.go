@@ -20,6 +20,8 @@ func sampleStats() engine.Stats {
 		DialFailures: map[string]uint64{"refused": 2, "timeout": 0},
 		Closes:       map[string]uint64{"done": 60, "drain": 3},
 		BytesUp:      1000, BytesDown: 2000, PipesInUse: 1, ParkedBytes: 10,
+		GracefulCloses: map[string]uint64{"drain": 2}, PlainCloses: map[string]uint64{"drain": 1},
+		KeepalivePings: 9, TLSFailures: 6, TLSConnections: 4, Held: 8,
 		TunnelDuration:    engine.Histogram{Bounds: []float64{1, 10}, Counts: []uint64{3, 4, 5}, Count: 12, Sum: 99.5},
 		HandshakeDuration: engine.Histogram{Bounds: []float64{0.001, 0.01}, Counts: []uint64{50, 20, 5}, Count: 75, Sum: 0.4},
 	}
@@ -45,8 +47,8 @@ func TestStatsContract(t *testing.T) {
 	var raw map[string]any
 	a.json(t, &raw)
 	want := []string{"version", "time", "started", "uptime_seconds", "token_required", "node", "tunnels", "connections",
-		"handshakes", "dial_failures", "closes", "bytes", "pipes_in_use", "parked_bytes", "tunnel_duration",
-		"handshake_duration", "backends"}
+		"handshakes", "dial_failures", "closes", "graceful_closes", "plain_closes", "keepalive_pings", "tls",
+		"bytes", "pipes_in_use", "parked_bytes", "tunnel_duration", "handshake_duration", "backends"}
 	if got := keys(raw); !slices.Equal(got, sorted(want)) {
 		t.Errorf("top-level keys %v, want %v", got, sorted(want))
 	}

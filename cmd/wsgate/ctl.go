@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -48,6 +49,9 @@ func ctlCommand() *cli.Command {
 			}, ctlBackends),
 			ctlSub("drain", "ADDR", "stop new tunnels to a backend; close its tunnels after the deadline, spread out", addr(drain()...), ctlDrain),
 			ctlSub("undrain", "ADDR", "return a draining backend to service", addr(), ctlUndrain),
+			ctlSub("close", "ADDR", "end a backend's tunnels gracefully (Close 1001) at a rate, without draining it", addr(
+				&cli.Float64Flag{Name: "rate", Value: 10, Usage: "tunnels per second"},
+			), ctlClose),
 			ctlSub("add", "ADDR", "add a backend", []cli.Flag{
 				&cli.StringFlag{Name: "pool", Usage: "the pool to add it to (needed when there are several)"},
 				&cli.IntFlag{Name: "weight", Usage: "weight, 1..256 (default 1)"},
@@ -289,6 +293,24 @@ func ctlUndrain(cl *ctlClient, c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintln(cl.out, describeBackend(&b))
+	return nil
+}
+
+func ctlClose(cl *ctlClient, c *cli.Context) error {
+	q := url.Values{"rate": {strconv.FormatFloat(c.Float64("rate"), 'g', -1, 64)}}
+	if p := c.String("pool"); p != "" {
+		q.Set("pool", p)
+	}
+	var ans struct {
+		Pool    string  `json:"pool"`
+		Backend string  `json:"backend"`
+		Rate    float64 `json:"rate"`
+		Tunnels int64   `json:"tunnels"`
+	}
+	if err := cl.do("POST", backendPath(c.Args().First(), "close"), q, nil, &ans); err != nil || cl.json {
+		return err
+	}
+	fmt.Fprintf(cl.out, "%s (pool %s): closing its %d tunnels at %g/s, about %.0fs\n", ans.Backend, ans.Pool, ans.Tunnels, ans.Rate, float64(ans.Tunnels)/ans.Rate)
 	return nil
 }
 

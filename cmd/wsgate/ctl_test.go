@@ -199,6 +199,9 @@ func TestCtl(t *testing.T) {
 	out = n.mustCtl(t, "undrain", a)
 	wantLines(t, "undrain", out, a+": up")
 
+	out = n.mustCtl(t, "close", a, "--rate", "50")
+	wantLines(t, "close", out, a+" (pool default): closing its 1 tunnels at 50/s")
+
 	out = n.mustCtl(t, "add", "127.0.0.1:9", "--weight", "3", "--max-conns", "10")
 	wantLines(t, "add", out, "added 127.0.0.1:9: up, 0 active")
 	out = n.mustCtl(t, "backends")
@@ -207,7 +210,7 @@ func TestCtl(t *testing.T) {
 	wantLines(t, "remove", out, "127.0.0.1:9: removed")
 
 	out = n.mustCtl(t, "node-drain", "--deadline", "0")
-	wantLines(t, "node-drain", out, "draining (not accepting; 2 tunnels left)")
+	wantLines(t, "node-drain", out, "draining (not accepting; ") // a tunnel or both: close above is ending one
 	out = n.mustCtl(t, "stats")
 	wantLines(t, "stats while the node drains", out, "node draining")
 	out = n.mustCtl(t, "node-undrain")
@@ -227,6 +230,7 @@ func TestCtl(t *testing.T) {
 		{[]string{"add", a}, "409 Conflict"},
 		{[]string{"add", "127.0.0.1:9", "--weight", "999"}, "400 Bad Request: weight 999"},
 		{[]string{"backends", "--pool", "nope"}, `404 Not Found: pool "nope": no such pool`},
+		{[]string{"close", a, "--rate", "0"}, `400 Bad Request: rate "0": want tunnels per second`},
 	}
 	for _, e := range errs {
 		code, _, msg := n.ctl(t, e.args...)
