@@ -398,7 +398,7 @@ func TestGracefulStop(t *testing.T) {
 	}
 }
 
-// TestBinaryUpgrade: while clients open tunnels continuously and 200
+// TestBinaryUpgrade: while clients open tunnels continuously and 500
 // tunnels exchange messages, SIGUSR2 starts a new process on the same
 // sockets. No handshake fails, the old process's tunnels keep working
 // until its drain deadline and then end with Close 1012 (service
@@ -408,7 +408,7 @@ func TestBinaryUpgrade(t *testing.T) {
 	const drain = 3 * time.Second
 	n := startNode(t, configYAML("LISTEN", "ADMIN", []string{be["a"], be["b"]}, drain, 500*time.Millisecond))
 
-	const held = 200
+	const held = 500
 	var tunnels []*tunnel
 	for i := 0; i < held; i++ {
 		tn, err := dialTunnel(n.listen)
@@ -448,6 +448,14 @@ func TestBinaryUpgrade(t *testing.T) {
 	if err := n.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
+	// The new process outlives the old one: end it however the test ends.
+	t.Cleanup(func() {
+		if pid, ok := findNewPID(n.stderr.String()); ok {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+		}
+	})
 	// The held tunnels keep exchanging messages until the old process's
 	// deadline; each records when it was closed and how.
 	type end struct {
@@ -539,6 +547,14 @@ func TestBinaryUpgrade(t *testing.T) {
 
 // newPID finds the new process's pid in the old one's log.
 func newPID(t *testing.T, log string) int {
+	pid, ok := findNewPID(log)
+	if !ok {
+		t.Fatalf("no new process in the log:\n%s", log)
+	}
+	return pid
+}
+
+func findNewPID(log string) (int, bool) {
 	sc := bufio.NewScanner(strings.NewReader(log))
 	for sc.Scan() {
 		var line struct {
@@ -546,11 +562,10 @@ func newPID(t *testing.T, log string) int {
 			PID int    `json:"pid"`
 		}
 		if json.Unmarshal(sc.Bytes(), &line) == nil && strings.Contains(line.Msg, "the new process serves") {
-			return line.PID
+			return line.PID, true
 		}
 	}
-	t.Fatalf("no new process in the log:\n%s", log)
-	return 0
+	return 0, false
 }
 
 func waitFor(t *testing.T, d time.Duration, f func() bool) {
