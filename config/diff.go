@@ -80,12 +80,25 @@ type SettingChange struct {
 }
 
 // restartSettings are the settings outside listeners that a running
-// engine cannot change: its loops are made at start, each in its mode,
-// and the admin server owns its listener.
+// engine reads only at start: its loops are made with their mode, timers
+// and dialer settings, the access log is opened once, and the admin server
+// owns its listener. A reload applies routes, pools, headers, limits,
+// certificates, the log level and the drain timeouts; the rest takes a
+// restart, or a SIGUSR2 binary upgrade, which drops no tunnel.
 var restartSettings = map[string]bool{
-	"tunnel.mode":   true,
-	"tunnel.loops":  true,
-	"admin.address": true,
+	"timeouts.header":         true,
+	"timeouts.connect":        true,
+	"timeouts.backend_answer": true,
+	"timeouts.idle":           true,
+	"timeouts.close":          true,
+	"tunnel.mode":             true,
+	"tunnel.loops":            true,
+	"tunnel.tries":            true,
+	"tunnel.source_addrs":     true,
+	"access_log.output":       true,
+	"access_log.interval":     true,
+	"admin.address":           true,
+	"admin.token_env":         true,
 }
 
 // Compare returns what changes from old to next.

@@ -124,11 +124,11 @@ routes:
 			name: "settings",
 			next: diffBase + "timeouts: {idle: 10m}\nheaders: {trusted_proxies: [10.0.0.0/8]}\ntunnel: {loops: 8}\n",
 			want: Diff{Settings: []SettingChange{
-				{Path: "timeouts.idle", Old: "5m", New: "10m"},
+				{Path: "timeouts.idle", Old: "5m", New: "10m", Restart: true},
 				{Path: "headers.trusted_proxies", Old: "[]", New: "[10.0.0.0/8]"},
 				{Path: "tunnel.loops", Old: "0", New: "8", Restart: true},
 			}},
-			text:    "timeouts.idle: 5m → 10m\nheaders.trusted_proxies: [] → [10.0.0.0/8]\ntunnel.loops: 0 → 8: needs restart\n",
+			text:    "timeouts.idle: 5m → 10m: needs restart\nheaders.trusted_proxies: [] → [10.0.0.0/8]\ntunnel.loops: 0 → 8: needs restart\n",
 			restart: true,
 		},
 		{
