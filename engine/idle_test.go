@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"net"
+	"reflect"
 	"runtime"
 	"sync"
 	"testing"
@@ -122,9 +123,27 @@ func TestIdleTunnelsCostNoGoroutineNoPipe(t *testing.T) {
 }
 
 // TestTunnelSize guards the per-tunnel struct: every idle tunnel costs its
-// size (plus page rounding), and the memory target is 256 B in all.
+// size (plus page rounding), and the memory target is 256 B in all. It
+// must also hold no pointer: the slab keeps tunnels in memory mapped
+// outside the Go heap, where the garbage collector would not see one.
 func TestTunnelSize(t *testing.T) {
 	if n := unsafe.Sizeof(tunnel{}); n > 160 {
 		t.Errorf("tunnel is %d bytes; keep it within 160 (DESIGN.md: ≤ 256 B per idle tunnel in all)", n)
 	}
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		switch typ.Kind() {
+		case reflect.Pointer, reflect.UnsafePointer, reflect.Slice, reflect.Map, reflect.String,
+			reflect.Interface, reflect.Chan, reflect.Func:
+			t.Errorf("tunnel%s is a %v: tunnels live outside the Go heap and must hold no pointer", path, typ.Kind())
+		case reflect.Array:
+			walk(path+"[]", typ.Elem())
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				walk(path+"."+f.Name, f.Type)
+			}
+		}
+	}
+	walk("", reflect.TypeFor[tunnel]())
 }

@@ -235,6 +235,7 @@ func (l *loop) shutdown() {
 		}
 	}
 	l.pipes.close()
+	l.tabs.unmap()
 	unix.Close(l.wake)
 	unix.Close(l.epfd)
 }

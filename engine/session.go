@@ -25,7 +25,16 @@ const headChunk = 1 << 10
 // bridge's socket, whose client is peer).
 func (l *loop) newClient(ln *listener, fd int, peer, local netip.AddrPort, tls bool) {
 	srv := l.srv
-	i := l.tabs.alloc()
+	i, err := l.tabs.alloc()
+	if err != nil {
+		srv.log.Error("no memory for a new connection; closing it", "client", peer, "err", err)
+		srv.c.acceptErrors.Add(1)
+		if tls {
+			srv.closeBridge(fd)
+		}
+		unix.Close(fd)
+		return
+	}
 	t := l.tabs.at(i)
 	t.fd[sideClient] = int32(fd)
 	t.ln = uint8(ln.idx)

@@ -21,7 +21,7 @@ import (
 const (
 	trimQuiet      = 2 * time.Second
 	trimInterval   = 10 * time.Second
-	trimMinAccepts = 1000
+	trimMinAccepts = 500
 )
 
 func (s *Server) trimAfterBursts() {

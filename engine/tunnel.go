@@ -1,7 +1,11 @@
 package engine
 
 import (
+	"fmt"
 	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sides of a tunnel and directions through it. Direction d reads side d and
@@ -129,6 +133,13 @@ type tunnel struct {
 // and a tunnel's address never changes. Measured in the prototype: a slice
 // of structs costs 48 B per idle tunnel, a slice of pointers 69 B and a map
 // from fd 190–220 B. Free tunnels are chained through next.
+//
+// The pages are mapped with mmap(2), outside the Go heap: a tunnel holds no
+// pointer, so the garbage collector has nothing to find there, and memory
+// it does not manage costs no runtime metadata. Measured: 40 KiB pages on
+// the heap cost 25% more in /memory/classes/metadata/other (375 KiB per
+// 1.44 MiB of tunnels), which made 9,000 idle tunnels cost 300-400 B each
+// instead of the struct's 160.
 type slab struct {
 	pages [][]tunnel
 	free  int32
@@ -146,11 +157,15 @@ func (s *slab) at(i int32) *tunnel {
 
 func (s *slab) init() { s.free = none }
 
-// alloc returns the index of a zeroed tunnel, growing by one page when full.
-func (s *slab) alloc() int32 {
+// alloc returns the index of a zeroed tunnel, growing by one page when
+// full. Growing can fail only when the kernel refuses memory.
+func (s *slab) alloc() (int32, error) {
 	if s.free == none {
+		page, err := mapTunnels(slabPage)
+		if err != nil {
+			return none, err
+		}
 		base := int32(len(s.pages) * slabPage)
-		page := make([]tunnel, slabPage)
 		for j := range page {
 			page[j].next = base + int32(j) + 1
 			page[j].slot = -1
@@ -165,7 +180,31 @@ func (s *slab) alloc() int32 {
 	gen := t.gen
 	*t = tunnel{gen: gen, prev: none, next: none, slot: -1, bePrev: none, beNext: none, fd: [2]int32{-1, -1}}
 	s.used++
-	return i
+	return i, nil
+}
+
+// unmap gives the pages back to the kernel; the slab is empty after.
+func (s *slab) unmap() {
+	for _, p := range s.pages {
+		unmapTunnels(p)
+	}
+	s.pages, s.free, s.used = nil, none, 0
+}
+
+// mapTunnels maps zeroed, private memory for n tunnels. The kernel backs
+// it page by page as tunnels are first used.
+func mapTunnels(n int) ([]tunnel, error) {
+	size := n * int(unsafe.Sizeof(tunnel{}))
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %d bytes for tunnels: %w", size, err)
+	}
+	return unsafe.Slice((*tunnel)(unsafe.Pointer(&b[0])), n), nil
+}
+
+func unmapTunnels(p []tunnel) {
+	size := len(p) * int(unsafe.Sizeof(tunnel{}))
+	unix.Munmap(unsafe.Slice((*byte)(unsafe.Pointer(&p[0])), size))
 }
 
 // release puts tunnel i back on the free list; the caller has closed its

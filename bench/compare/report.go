@@ -212,7 +212,7 @@ func renderReport(env runEnv, results []result, w workloads) string {
 	fmt.Fprintf(&b, "Run of %s on %d CPUs (Linux %s), wsgate %s, nginx %s, HAProxy %s; took %.0f s. "+
 		"Load average (1/5/15 min) %s at the start, %s at the end, 1-minute peak %.2f.\n\n",
 		env.Date, env.CPUs, env.Kernel, env.Commit, env.Nginx, env.HAProxy, env.Seconds, env.LoadStart, env.LoadEnd, env.LoadMax1m)
-	fmt.Fprintf(&b, "Workloads: idle %d tunnels opened at 2,000/s and held 3 s; echo %d tunnels × 64 B for %v; "+
+	fmt.Fprintf(&b, "Workloads: idle %d tunnels opened at 2,000/s and held 5 s; echo %d tunnels × 64 B for %v; "+
 		"bulk %d tunnels × %s each way at once; handshakes for %v with %d in flight. "+
 		"In parentheses: the ratio to nginx in this run. CPU is the proxy's (all its processes), from /proc.\n\n",
 		w.IdleConns, w.EchoConns, w.EchoDuration, w.BulkConns, w.BulkBytes, w.HSDuration, w.HSConcurrency)
