@@ -69,13 +69,13 @@ func (l *loop) stepLinger(i int32, t *tunnel) {
 	fd := int(t.fd[sideClient])
 	if dr.flags&dShut == 0 {
 		dr.flags |= dShut
-		unix.Shutdown(fd, unix.SHUT_WR)
+		sysShutdown(fd, unix.SHUT_WR)
 	}
 	for ops := 0; ops < maxOps; ops++ {
 		if t.io[sideClient]&canRead == 0 {
 			return
 		}
-		n, err := unix.Read(fd, l.buf)
+		n, err := sysRead(fd, l.buf)
 		if err == unix.EAGAIN {
 			t.io[sideClient] &^= canRead
 			return
@@ -253,7 +253,7 @@ func (l *loop) finish(i int32, cause uint8) {
 	}
 	for side := range t.fd {
 		if fd := t.fd[side]; fd >= 0 {
-			unix.Close(int(fd))
+			sysClose(int(fd))
 			t.fd[side] = -1
 		}
 	}

@@ -59,16 +59,17 @@ func (c *loopCounters) observeTunnel(started int64) {
 // serverCounters are those every loop writes (rarely, or where a shared
 // cache line costs nothing next to the syscalls around it).
 type serverCounters struct {
-	acceptErrors atomic.Uint64
-	fdLimit      atomic.Uint64
-	tlsFailures  atomic.Uint64 // TLS handshakes that failed or timed out
-	tlsTunnels   atomic.Int64  // TLS connections past their handshake
-	trims        atomic.Uint64 // memory returned after a handshake burst
-	handshakeOK  atomic.Uint64 // upgrades answered 101 and tunnelled
-	plainOK      atomic.Uint64 // plain requests answered by a backend
-	dialFailures [balance.NumFailKinds]atomic.Uint64
-	rejects      map[string]*atomic.Uint64 // by reason; built once, read-only map
-	handshakeSec histogram
+	acceptErrors   atomic.Uint64
+	fdLimit        atomic.Uint64
+	tlsFailures    atomic.Uint64 // TLS handshakes that failed or timed out
+	portsExhausted atomic.Uint64 // connects that found no free local port (EADDRNOTAVAIL)
+	tlsTunnels     atomic.Int64  // TLS connections past their handshake
+	trims          atomic.Uint64 // memory returned after a handshake burst
+	handshakeOK    atomic.Uint64 // upgrades answered 101 and tunnelled
+	plainOK        atomic.Uint64 // plain requests answered by a backend
+	dialFailures   [balance.NumFailKinds]atomic.Uint64
+	rejects        map[string]*atomic.Uint64 // by reason; built once, read-only map
+	handshakeSec   histogram
 }
 
 func newServerCounters() *serverCounters {
@@ -148,6 +149,7 @@ type Stats struct {
 	AcceptErrors      uint64
 	FDLimitHits       uint64 // EMFILE/ENFILE seen (accept, socket, pipe)
 	TLSFailures       uint64 // TLS handshakes that failed or timed out
+	PortsExhausted    uint64 // backend connects refused for lack of a local port
 	TLSConnections    int64  // TLS connections past their handshake
 	Held              int64  // connections counted by the admission limits
 	HandshakesOK      uint64 // upgrades tunnelled
@@ -179,6 +181,7 @@ func (s *Server) Stats() Stats {
 	st.AcceptErrors = s.c.acceptErrors.Load()
 	st.FDLimitHits = s.c.fdLimit.Load()
 	st.TLSFailures = s.c.tlsFailures.Load()
+	st.PortsExhausted = s.c.portsExhausted.Load()
 	st.TLSConnections = s.c.tlsTunnels.Load()
 	st.Held = s.admit.held.Load()
 	st.HandshakesOK = s.c.handshakeOK.Load()

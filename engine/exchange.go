@@ -100,29 +100,40 @@ func (l *loop) dial(i int32, t *tunnel) {
 		ex.tries++
 		l.takeLease(t, lease)
 
-		sa, family, err := l.resolve(b.Addr())
+		r, err := l.resolve(b.Addr())
 		if err != nil {
 			srv.log.Warn("backend address does not resolve", "backend", b.Addr(), "err", err)
 			l.failDial(t, balance.FailError)
 			continue
 		}
-		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		fd, err := sysSocket(r.family)
 		if err != nil {
 			srv.fdLimit(err, "socket")
 			l.releaseLease(t, false, 0, true) // not the backend's fault
 			l.answer(i, t, handshake.ErrOverloaded)
 			return
 		}
-		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		if src := srv.sourceAddr(family); src != nil {
-			unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		sysSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		if src := srv.sourceAddr(r.family); src != nil {
+			sysSetsockoptInt(fd, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 			if err := unix.Bind(fd, src); err != nil {
 				srv.log.Warn("bind source address failed", "err", err)
 			}
 		}
-		err = unix.Connect(fd, sa)
+		err = sysConnect(fd, &r.raw.sa, r.raw.n)
+		if err == unix.EADDRNOTAVAIL {
+			// No local port left towards this backend: wsgate's limit,
+			// not the backend's fault, so it must not count as a failure
+			// that marks a healthy backend down. More source addresses
+			// (tunnel.source_addrs) lift it; deploy/TUNING.md.
+			sysClose(fd)
+			srv.portsExhausted(b.Addr())
+			l.releaseLease(t, false, 0, true)
+			l.answer(i, t, handshake.ErrOverloaded)
+			return
+		}
 		if err != nil && err != unix.EINPROGRESS {
-			unix.Close(fd)
+			sysClose(fd)
 			l.failDial(t, balance.FailRefused)
 			continue
 		}
@@ -186,7 +197,7 @@ func failureReject(kind balance.FailKind) *handshake.Reject {
 // handshake, before a retry or an answer.
 func (l *loop) closeBackend(t *tunnel) {
 	if fd := t.fd[sideBackend]; fd >= 0 {
-		unix.Close(int(fd))
+		sysClose(int(fd))
 		t.fd[sideBackend] = -1
 		t.io[sideBackend] = 0
 	}
@@ -431,7 +442,7 @@ func (l *loop) readAnswer(i int32, t *tunnel) (bool, error) {
 			}
 			ex.ans = growChunk(ex.ans, 4<<10)
 		}
-		n, err := unix.Read(fd, ex.ans.b[len(ex.ans.b):cap(ex.ans.b)])
+		n, err := sysRead(fd, ex.ans.b[len(ex.ans.b):cap(ex.ans.b)])
 		if err != nil {
 			if err == unix.EAGAIN {
 				t.io[sideBackend] &^= canRead

@@ -144,7 +144,7 @@ func (l *loop) pumpBody(i int32, t *tunnel, d int, tr *handshake.BodyTracker) (i
 			l.wait(i, t, d)
 			return -1, nil
 		}
-		n, err := unix.Read(int(t.fd[src]), l.buf)
+		n, err := sysRead(int(t.fd[src]), l.buf)
 		if err != nil {
 			if err == unix.EAGAIN {
 				t.io[src] &^= canRead

@@ -35,10 +35,10 @@ type loop struct {
 	ready  []int32 // tunnels with work left after their per-readiness budget
 	buf    []byte  // the loop's one copy buffer
 	pipes  pipePool
-	parked int                 // bytes in chunks of this loop's directions
-	waits  []int32             // directions waiting for a pipe or park room, FIFO
-	key    [16]byte            // scratch for a hash key
-	addrs  map[string]resolved // backend socket addresses, this loop's own
+	parked int                  // bytes in chunks of this loop's directions
+	waits  []int32              // directions waiting for a pipe or park room, FIFO
+	key    [16]byte             // scratch for a hash key
+	addrs  map[string]*resolved // backend socket addresses, this loop's own
 
 	// side tables (tables.go): what tunnels borrow, by index
 	chunks      []*chunk
@@ -95,7 +95,7 @@ func newLoop(id int, srv *Server) (*loop, error) {
 		events:     make([]unix.EpollEvent, 256),
 		buf:        make([]byte, copyBufSize),
 		backendIdx: make(map[*balance.Backend]int32),
-		addrs:      make(map[string]resolved),
+		addrs:      make(map[string]*resolved),
 		start:      time.Now(),
 		c:          &loopCounters{},
 		done:       make(chan struct{}),
@@ -130,12 +130,23 @@ func (l *loop) run() {
 	runtime.LockOSThread()
 	l.tid.Store(int32(unix.Gettid()))
 	defer close(l.done)
+	busy := false
 	for {
 		timeout := int(tick / time.Millisecond)
 		if len(l.ready) > 0 {
 			timeout = 0
 		}
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		// A busy loop (events last time) polls first without blocking
+		// and so stays off the scheduler; an idle one blocks at once.
+		var n int
+		var err error
+		if busy || timeout == 0 {
+			n, err = sysEpollPoll(l.epfd, l.events)
+		}
+		if n == 0 && err == nil && timeout > 0 {
+			n, err = unix.EpollWait(l.epfd, l.events, timeout)
+		}
+		busy = n > 0
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.srv.log.Error("epoll_wait failed; loop stops", "loop", l.id, "err", err)
 			l.shutdown()
@@ -179,7 +190,7 @@ func (l *loop) run() {
 // them stopped the loop.
 func (l *loop) drainInbox() bool {
 	var b [8]byte
-	unix.Read(l.wake, b[:])
+	sysRead(l.wake, b[:])
 	l.woken.Store(false)
 	l.mu.Lock()
 	work := l.inbox
@@ -251,7 +262,7 @@ func (l *loop) watch(i int32, side int, fd int) error {
 		Fd:     i,
 		Pad:    int32((t.gen&genMask)<<1 | uint32(side)),
 	}
-	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	return sysEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 }
 
 // rewatch re-registers the client side after the generation changed (a
@@ -263,7 +274,7 @@ func (l *loop) rewatch(i int32, side int) error {
 		Fd:     i,
 		Pad:    int32((t.gen&genMask)<<1 | uint32(side)),
 	}
-	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(t.fd[side]), &ev)
+	return sysEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(t.fd[side]), &ev)
 }
 
 func (l *loop) event(ev *unix.EpollEvent) {
@@ -359,23 +370,22 @@ func ticks(d time.Duration) uint32 {
 }
 
 // resolved is a backend's socket address as connect(2) takes it. Each loop
-// keeps its own: unix.Connect writes into the Sockaddr it is given (its raw
-// form), so one shared between loops would be written by two at once.
+// keeps its own (nothing in it is shared between threads).
 type resolved struct {
-	sa     unix.Sockaddr
+	raw    rawSockaddr
 	family int
 }
 
 // resolve returns the socket address of backend addr.
-func (l *loop) resolve(addr string) (unix.Sockaddr, int, error) {
+func (l *loop) resolve(addr string) (*resolved, error) {
 	if r, ok := l.addrs[addr]; ok {
-		return r.sa, r.family, nil
+		return r, nil
 	}
 	ap, err := l.srv.lookup(addr)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	r := resolved{sa: sockaddr(ap), family: unix.AF_INET6}
+	r := &resolved{raw: makeRawSockaddr(sockaddr(ap)), family: unix.AF_INET6}
 	if ap.Addr().Is4() {
 		r.family = unix.AF_INET
 	}
@@ -383,5 +393,5 @@ func (l *loop) resolve(addr string) (unix.Sockaddr, int, error) {
 		clear(l.addrs) // backends come and go: never grow without bound
 	}
 	l.addrs[addr] = r
-	return r.sa, r.family, nil
+	return r, nil
 }

@@ -76,8 +76,8 @@ func (p *pipePool) put(pp *pipe) {
 }
 
 func (p *pipePool) discard(pp *pipe) {
-	unix.Close(pp.r)
-	unix.Close(pp.w)
+	sysClose(pp.r)
+	sysClose(pp.w)
 	p.created--
 	p.all[pp.id] = nil
 	p.freeIDs = append(p.freeIDs, pp.id)

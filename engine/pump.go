@@ -51,7 +51,7 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			if t.io[dst]&canWrite == 0 {
 				return -1, nil
 			}
-			n, err := unix.Splice(p.r, nil, dfd, nil, p.n, spliceFlags)
+			n, err := sysSplice(p.r, dfd, p.n)
 			if err != nil {
 				if err == unix.EAGAIN {
 					t.io[dst] &^= canWrite
@@ -91,7 +91,7 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 				if t.dir[1-d].flags&dShut != 0 && t.state == stTunnel {
 					return -1, nil
 				}
-				if err := unix.Shutdown(dfd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+				if err := sysShutdown(dfd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
 					return dst, err
 				}
 			}
@@ -127,7 +127,7 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			l.wait(i, t, d) // a partial write would have nowhere to go
 			return -1, nil
 		}
-		n, err := unix.Read(sfd, l.buf)
+		n, err := sysRead(sfd, l.buf)
 		if err != nil {
 			if err == unix.EAGAIN {
 				t.io[src] &^= canRead
@@ -221,7 +221,7 @@ func (l *loop) spliceIn(i int32, t *tunnel, d int, limit int) (int, error) {
 	var hdr [maxHeader]byte
 	hlen := 0 // header bytes at the front of this splice
 	if t.ws && limit == 0 {
-		n, _, err := unix.Recvfrom(sfd, hdr[:], unix.MSG_PEEK)
+		n, err := sysPeek(sfd, hdr[:])
 		if err != nil {
 			if err == unix.EAGAIN {
 				t.io[src] &^= canRead
@@ -262,7 +262,7 @@ func (l *loop) spliceIn(i int32, t *tunnel, d int, limit int) (int, error) {
 	}
 	// The pipe is empty here, so EAGAIN can only mean the socket is
 	// drained (DESIGN.md, "pitfalls").
-	n, err := unix.Splice(sfd, nil, p.w, nil, limit, spliceFlags)
+	n, err := sysSplice(sfd, p.w, limit)
 	if err != nil {
 		if err == unix.EAGAIN {
 			t.io[src] &^= canRead
@@ -293,7 +293,7 @@ func (l *loop) spliceIn(i int32, t *tunnel, d int, limit int) (int, error) {
 // the bytes are dropped, a Close frame among them is the peer's reply.
 func (l *loop) discard(t *tunnel, d int) (int, error) {
 	dr := &t.dir[d]
-	n, err := unix.Read(int(t.fd[d]), l.buf)
+	n, err := sysRead(int(t.fd[d]), l.buf)
 	if err != nil {
 		if err == unix.EAGAIN {
 			t.io[d] &^= canRead
@@ -325,7 +325,7 @@ func (l *loop) dropped(t *tunnel, d int, p []byte) {
 // did not take.
 func (l *loop) write(t *tunnel, d int, p []byte) (int, error) {
 	dst := 1 - d
-	w, err := unix.Write(int(t.fd[dst]), p)
+	w, err := sysWrite(int(t.fd[dst]), p)
 	if err != nil {
 		if err != unix.EAGAIN {
 			return dst, err
@@ -348,7 +348,7 @@ func (l *loop) flush(t *tunnel, d int) (int, error) {
 	dst := 1 - d
 	for dr.chunk != 0 && t.io[dst]&canWrite != 0 {
 		c := l.chunks[dr.chunk-1]
-		n, err := unix.Write(int(t.fd[dst]), c.pending())
+		n, err := sysWrite(int(t.fd[dst]), c.pending())
 		if err != nil {
 			if err == unix.EAGAIN {
 				t.io[dst] &^= canWrite

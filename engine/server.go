@@ -548,6 +548,18 @@ func (s *Server) fdLimit(err error, where string) {
 
 var lastFDLog atomic.Int64
 
+// portsExhausted counts and logs (at most once a second) a connect that
+// found no free local port towards backend.
+func (s *Server) portsExhausted(backend string) {
+	n := s.c.portsExhausted.Add(1)
+	now := time.Now().Unix()
+	if last := lastPortLog.Load(); last != now && lastPortLog.CompareAndSwap(last, now) {
+		s.log.Warn("no local port left towards the backend: add tunnel.source_addrs", "backend", backend, "count", n)
+	}
+}
+
+var lastPortLog atomic.Int64
+
 var (
 	requestPool  = sync.Pool{New: func() any { return new(handshake.Request) }}
 	responsePool = sync.Pool{New: func() any { return new(handshake.Response) }}

@@ -32,7 +32,7 @@ func (l *loop) newClient(ln *listener, fd int, peer, local netip.AddrPort, tls b
 		if tls {
 			srv.closeBridge(fd)
 		}
-		unix.Close(fd)
+		sysClose(fd)
 		return
 	}
 	t := l.tabs.at(i)
@@ -85,7 +85,7 @@ func (l *loop) stepHead(i int32, t *tunnel) {
 			ex.head = growChunk(ex.head, min(cap(ex.head.b), limit+1-len(ex.head.b)))
 		}
 		b := ex.head.b
-		n, err := unix.Read(fd, b[len(b):cap(b)])
+		n, err := sysRead(fd, b[len(b):cap(b)])
 		if err != nil {
 			if err == unix.EAGAIN {
 				t.io[sideClient] &^= canRead
@@ -190,7 +190,7 @@ func (l *loop) headGone(i int32) {
 		if t.tls {
 			l.srv.closeBridge(int(t.fd[sideClient]))
 		}
-		unix.Close(int(t.fd[sideClient]))
+		sysClose(int(t.fd[sideClient]))
 		l.dropEx(t)
 		l.c.closes[causeClientGone].Add(1)
 		l.tabs.release(i)
