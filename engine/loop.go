@@ -101,6 +101,7 @@ func newLoop(id int, srv *Server) (*loop, error) {
 		done:       make(chan struct{}),
 	}
 	l.pipes.max = srv.pipesPerLoop
+	l.pipes.size = pipeBytes
 	l.tabs.init()
 	l.wheel.init(&l.tabs, 0)
 	return l, nil
