@@ -323,6 +323,14 @@ func (l *loop) dropped(t *tunnel, d int, p []byte) {
 	dr := &t.dir[d]
 	t.active = l.now
 	if _, closed := dr.fr.scan(p, false); closed {
+		dr.flags |= dPeerClosing
+	}
+	// The reply counts once it has arrived whole: a Close header read
+	// apart from its payload (a client writing them separately, a busy
+	// loop reading in between) would otherwise let wsgate close the
+	// socket with the payload still to come, and the kernel answer it
+	// with a reset.
+	if dr.flags&dPeerClosing != 0 && dr.fr.atBoundary() {
 		dr.flags |= dPeerClose
 	}
 }

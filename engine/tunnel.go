@@ -46,7 +46,8 @@ const (
 	dWaiting                     // queued for a pipe or for park room
 	dCloseWant                   // graceful close: send our Close frame at the next frame boundary
 	dCloseSent                   // our Close is queued: the source's further bytes are read and dropped
-	dPeerClose                   // the source sent a Close frame after ours (its reply)
+	dPeerClose                   // the source sent a whole Close frame after ours (its reply)
+	dPeerClosing                 // the source's Close header has come; dPeerClose once its payload has too
 )
 
 // direction is one way through a tunnel. Idle, it holds no pipe and no
