@@ -40,14 +40,14 @@ const (
 
 // Direction flags.
 const (
-	dEOF       uint8 = 1 << iota // the source said EOF
-	dShut                        // shutdown(SHUT_WR) done on the destination
-	dBurst                       // splice-auto: a read filled the buffer, splice the rest of the burst
-	dWaiting                     // queued for a pipe or for park room
-	dCloseWant                   // graceful close: send our Close frame at the next frame boundary
-	dCloseSent                   // our Close is queued: the source's further bytes are read and dropped
-	dPeerClose                   // the source sent a whole Close frame after ours (its reply)
-	dPeerClosing                 // the source's Close header has come; dPeerClose once its payload has too
+	dEOF         uint8 = 1 << iota // the source said EOF
+	dShut                          // shutdown(SHUT_WR) done on the destination
+	dBurst                         // splice-auto: a read filled the buffer, splice the rest of the burst
+	dWaiting                       // queued for a pipe or for park room
+	dCloseWant                     // graceful close: send our Close frame at the next frame boundary
+	dCloseSent                     // our Close is queued: the source's further bytes are read and dropped
+	dPeerClose                     // the source sent a whole Close frame after ours (its reply)
+	dPeerClosing                   // the source's Close header has come; dPeerClose once its payload has too
 )
 
 // direction is one way through a tunnel. Idle, it holds no pipe and no
