@@ -18,6 +18,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/wsgate/wsgate/balance"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wsecho"
 )
 
@@ -248,20 +249,4 @@ func refusedAddr(t testing.TB) string {
 }
 
 // readFrame reads one frame with its payload (at most 1 MiB), unmasked.
-func readFrame(r io.Reader) (ws.Frame, error) {
-	h, err := ws.ReadHeader(r)
-	if err != nil {
-		return ws.Frame{}, err
-	}
-	if h.Length > 1<<20 {
-		return ws.Frame{}, fmt.Errorf("frame of %d bytes", h.Length)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(r, p); err != nil {
-		return ws.Frame{}, err
-	}
-	if h.Masked {
-		ws.Cipher(p, h.Mask, 0)
-	}
-	return ws.Frame{Header: h, Payload: p}, nil
-}
+func readFrame(r io.Reader) (ws.Frame, error) { return testutil.ReadFrame(r) }

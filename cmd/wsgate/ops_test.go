@@ -22,6 +22,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wsecho"
 )
 
@@ -184,7 +185,7 @@ func dialTunnel(addr string) (*tunnel, error) {
 	}
 	go func() {
 		for {
-			f, err := readFrame(r)
+			f, err := testutil.ReadFrame(r)
 			tn.frames <- frameOrErr{f, err}
 			if err != nil || f.Header.OpCode == ws.OpClose {
 				return
@@ -252,10 +253,7 @@ type closeError struct {
 func (e closeError) Error() string { return fmt.Sprintf("Close %d %q", e.code, e.reason) }
 
 func closeErrorOf(f ws.Frame) error {
-	if f.Header.Masked {
-		ws.Cipher(f.Payload, f.Header.Mask, 0)
-	}
-	e := closeError{}
+	e := closeError{} // testutil.ReadFrame has unmasked the payload
 	if len(f.Payload) >= 2 {
 		e.code = ws.StatusCode(binary.BigEndian.Uint16(f.Payload))
 		e.reason = string(f.Payload[2:])
@@ -582,19 +580,3 @@ func waitFor(t *testing.T, d time.Duration, f func() bool) {
 // statusServiceRestart is RFC 6455's 1012 (IANA registry), which gobwas/ws
 // does not name.
 const statusServiceRestart ws.StatusCode = 1012
-
-// readFrame reads one frame with its payload (at most 1 MiB).
-func readFrame(r io.Reader) (ws.Frame, error) {
-	h, err := ws.ReadHeader(r)
-	if err != nil {
-		return ws.Frame{}, err
-	}
-	if h.Length > 1<<20 {
-		return ws.Frame{}, fmt.Errorf("frame of %d bytes", h.Length)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(r, p); err != nil {
-		return ws.Frame{}, err
-	}
-	return ws.Frame{Header: h, Payload: p}, nil
-}
