@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,93 +14,6 @@ import (
 
 	"github.com/wsgate/wsgate/internal/testutil"
 )
-
-// chromiumPath is Debian's chromium, which .ci/run installs;
-// WSGATE_CHROMIUM names another.
-const chromiumPath = "/usr/bin/chromium"
-
-// findChromium returns the browser to drive, or skips the test; in CI
-// (WSGATE_CI=1) a missing browser fails it instead, so that the dashboard
-// is never silently left untested there.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("WSGATE_CHROMIUM")
-	if path == "" {
-		path = chromiumPath
-		if p, err := exec.LookPath("chromium"); err == nil {
-			path = p
-		}
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("WSGATE_CI") == "1" {
-			t.Fatalf("WSGATE_CI=1 and no Chromium to test the dashboard in: %v (install Debian's chromium package)", err)
-		}
-		t.Skipf("no Chromium to test the dashboard in: %v", err)
-	}
-	return path
-}
-
-// browser starts a headless Chromium of its own (fresh profile) and
-// returns a context to drive one tab with, and the page errors seen.
-func browser(t *testing.T, chromium string) (context.Context, func() []string) {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // tests may run as root, where the sandbox will not start
-		chromedp.DisableGPU,
-		// Without these Chromium keeps dialling Google's services, which
-		// on a closed network only floods it with failing connections.
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	ctx, cancelTime := context.WithTimeout(ctx, 90*time.Second)
-	// Start the browser now: a failure to is the environment's, and says so.
-	if err := chromedp.Do(ctx); err != nil {
-		cancelTime()
-		cancelTab()
-		cancelAlloc()
-		t.Fatalf("start Chromium: %v", err)
-	}
-
-	// The page's uncaught exceptions and its console and browser-log
-	// errors and warnings (CSP violations among them) fail the test.
-	var mu sync.Mutex
-	var errs []string
-	messages := chromedp.Console(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			switch m.Type {
-			case chromedp.ConsoleError, chromedp.ConsoleWarning, chromedp.ConsoleException:
-				mu.Lock()
-				errs = append(errs, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-	// Cancelling the allocator kills the browser and waits for it.
-	t.Cleanup(func() {
-		cancelTime()
-		cancelTab()
-		cancelAlloc()
-		<-done
-	})
-	return ctx, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), errs...)
-	}
-}
 
 // waitJS polls a JavaScript expression in the page until it is true.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
@@ -131,12 +42,12 @@ func TestDashboardBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Chromium")
 	}
-	chromium := findChromium(t)
+	chromium := testutil.FindChromium(t)
 	warmUp(t)
 	testutil.CheckLeaks(t)
 	const token = "dashboard-test-token"
 	p := startProxy(t, 2, Config{Token: token, Version: "v0.0.0-test"})
-	ctx, pageErrors := browser(t, chromium)
+	ctx, pageErrors := testutil.Browser(t, chromium)
 	base := "http://" + p.admin.Addr().String() + "/"
 	addrA, addrB := p.backends[0].Addr(), p.backends[1].Addr()
 

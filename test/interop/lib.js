@@ -60,6 +60,7 @@ function headersOf(req) {
     'upgrade',
     'sec-websocket-protocol',
     'sec-websocket-extensions',
+    'origin',
   ];
   const out = {};
   for (const k of keep) {
