@@ -97,4 +97,3 @@ func Browser(t *testing.T, chromium string) (context.Context, func() []string) {
 		return append([]string(nil), errs...)
 	}
 }
-
