@@ -123,6 +123,13 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 				return side, err
 			}
 			if t.io[src]&canRead == 0 || dr.flags&dWaiting != 0 {
+				if p := l.pipeOf(dr); p != nil && p.n == 0 {
+					// Drained: give the pipe back now, not at this
+					// direction's next event, which may be long coming.
+					// Held by idle directions, the pool ran dry and 1,000
+					// splice-mode echo tunnels fell from 43k to 2.7k msgs/s.
+					l.dropPipe(dr)
+				}
 				return -1, nil
 			}
 			continue
