@@ -144,17 +144,51 @@ func (n *node) engineConfig(cfg *config.Config, inherited map[string][]int) (eng
 // certSlot loads a listener's certificate into its slot (made on first
 // use), so a reload replaces the certificate under running listeners.
 func (n *node) certSlot(addr string, t *config.TLS) (*certSlot, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	cert, err := loadCert(addr, t)
 	if err != nil {
-		return nil, fmt.Errorf("listeners %s: tls: %w", addr, err)
+		return nil, err
 	}
 	slot := n.certs[addr]
 	if slot == nil {
 		slot = &certSlot{}
 		n.certs[addr] = slot
 	}
-	slot.cert.Store(&cert)
+	slot.cert.Store(cert)
 	return slot, nil
+}
+
+func loadCert(addr string, t *config.TLS) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("listeners %s: tls: %w", addr, err)
+	}
+	return &cert, nil
+}
+
+// loadCerts reads the certificates of cfg's TLS listeners, by address.
+func loadCerts(cfg *config.Config) (map[string]*tls.Certificate, error) {
+	certs := map[string]*tls.Certificate{}
+	for _, l := range cfg.Listeners {
+		if l.TLS == nil {
+			continue
+		}
+		cert, err := loadCert(l.Address, l.TLS)
+		if err != nil {
+			return nil, err
+		}
+		certs[l.Address] = cert
+	}
+	return certs, nil
+}
+
+// storeCerts puts re-read certificates under the running listeners. A
+// listener added by the file has no slot yet: it needs a restart anyway.
+func (n *node) storeCerts(certs map[string]*tls.Certificate) {
+	for addr, cert := range certs {
+		if slot := n.certs[addr]; slot != nil {
+			slot.cert.Store(cert)
+		}
+	}
 }
 
 // routes builds the engine's routing table for cfg over n.pools.
@@ -256,25 +290,21 @@ func (n *node) reload(ctx context.Context) error {
 	for _, w := range warnings {
 		n.log.Warn("config", "warning", w.String())
 	}
+	// Everything that can fail comes first, so that a failure leaves the
+	// running configuration as it was. The certificates are read even when
+	// the file is unchanged: renewing one rewrites the files it names, not
+	// the configuration.
+	certs, err := loadCerts(next)
+	if err != nil {
+		return err
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	diff := config.Compare(n.cfg, next)
 	if diff.Empty() {
-		n.log.Info("reload: configuration unchanged", "file", n.path)
+		n.storeCerts(certs)
+		n.log.Info("reload: configuration unchanged; certificates re-read", "file", n.path, "certificates", len(certs))
 		return nil
-	}
-	// Everything that can fail comes first, so that a failure leaves the
-	// running configuration as it was.
-	for _, l := range next.Listeners {
-		if l.TLS == nil {
-			continue
-		}
-		if _, err := tls.LoadX509KeyPair(l.TLS.Cert, l.TLS.Key); err != nil {
-			return fmt.Errorf("listeners %s: tls: %w", l.Address, err)
-		}
-	}
-	if _, err := hostMode(next.Headers.Host); err != nil {
-		return err
 	}
 	pools, retire, err := n.nextPools(next, diff)
 	if err != nil {
@@ -296,13 +326,7 @@ func (n *node) reload(ctx context.Context) error {
 	n.applyBackendChanges(diff, next)
 	n.srv.SetRoutes(rt)
 	n.srv.SetLimits(next.Limits.MaxTunnels, next.Limits.MaxTunnelsPerIP, next.Limits.AcceptRate)
-	for _, l := range next.Listeners {
-		if slot := n.certs[l.Address]; slot != nil && l.TLS != nil {
-			if cert, err := tls.LoadX509KeyPair(l.TLS.Cert, l.TLS.Key); err == nil {
-				slot.cert.Store(&cert)
-			}
-		}
-	}
+	n.storeCerts(certs)
 	if lv, err := parseLevel(next.LogLevel); err == nil {
 		n.level.Set(lv)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -580,3 +581,46 @@ func waitFor(t *testing.T, d time.Duration, f func() bool) {
 // statusServiceRestart is RFC 6455's 1012 (IANA registry), which gobwas/ws
 // does not name.
 const statusServiceRestart ws.StatusCode = 1012
+
+// TestReloadCertificates: a reload re-reads a TLS listener's certificate,
+// also when the configuration file itself is unchanged (a renewal rewrites
+// only the certificate files), and new wss clients get the new one.
+func TestReloadCertificates(t *testing.T) {
+	be := echoBackends(t, "a")
+	dir := t.TempDir()
+	first, err := selfSigned(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsAddr := freePorts(t, 1)[0]
+	yaml := configYAML("LISTEN", "ADMIN", []string{be["a"]}, time.Second, time.Second)
+	yaml = strings.Replace(yaml, "listeners:\n", fmt.Sprintf("listeners:\n  - address: %q\n    tls: {cert: %q, key: %q}\n", tlsAddr, first.Cert, first.Key), 1)
+	n := startNode(t, yaml)
+	serial := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("wss listener: %v\n%s", err, n.stderr.String())
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	if _, err := selfSigned(dir); err != nil { // same paths, new certificate
+		t.Fatal(err)
+	}
+	if serial() != before {
+		t.Fatal("the certificate changed before any reload")
+	}
+	resp, err := http.Post("http://"+n.admin+"/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("reload: %d", resp.StatusCode)
+	}
+	if after := serial(); after == before {
+		t.Errorf("still certificate %s after the reload", after)
+	}
+}
