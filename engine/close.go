@@ -247,6 +247,10 @@ func (l *loop) finish(i int32, cause uint8) {
 	if t.state == stFree {
 		return
 	}
+	// A client that left without sending a byte is not a session
+	// (headGone): no handshake time, no access-log line.
+	ex := l.exOf(t)
+	quiet := cause == causeClientGone && t.state == stHead && (ex.head == nil || len(ex.head.b) == 0)
 	l.wheel.disarm(i)
 	if t.tls {
 		l.srv.closeBridge(int(t.fd[sideClient]))
@@ -264,8 +268,8 @@ func (l *loop) finish(i int32, cause uint8) {
 		l.dropPipe(dr)
 		dr.flags = 0
 	}
-	if ex := l.exOf(t); ex != nil {
-		if t.status == 0 {
+	if ex != nil {
+		if t.status == 0 && !quiet {
 			l.srv.c.observeHandshake(ex.accepted)
 		}
 		l.dropEx(t)
@@ -286,7 +290,7 @@ func (l *loop) finish(i int32, cause uint8) {
 		l.c.observeTunnel(t.started)
 	}
 	l.c.closes[cause].Add(1)
-	if log := l.srv.accessLog; log != nil {
+	if log := l.srv.accessLog; log != nil && !quiet {
 		l.logSession(log, t, backend, cause)
 	}
 	l.tabs.release(i)

@@ -69,7 +69,7 @@ func TestAccessLog(t *testing.T) {
 	testutil.CheckLeaks(t)
 	var buf syncBuffer
 	b := startEcho(t, "a")
-	_, addr := startProxy(t, []string{b.Addr()}, func(c *Config) {
+	srv, addr := startProxy(t, []string{b.Addr()}, func(c *Config) {
 		c.AccessLog = slog.New(slog.NewJSONHandler(&buf, nil))
 	})
 	c, br := dialWS(t, addr, "/")
@@ -89,6 +89,29 @@ func TestAccessLog(t *testing.T) {
 	if !strings.HasPrefix(line.Client, "127.0.0.1:") || line.Backend != b.Addr() || line.Status != 101 ||
 		line.BytesUp < 10 || line.BytesDown < 10 || line.Duration <= 0 || line.Close != "client_reset" && line.Close != "done" {
 		t.Fatalf("access-log line %+v\n%s", line, buf.String())
+	}
+
+	// A connection that sends nothing (a TCP health check) is counted as
+	// gone but is not a session: no line. A half-sent head is one (499).
+	gone := srv.Stats().Closes["client_gone"]
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	waitFor(t, func() bool { return srv.Stats().Closes["client_gone"] == gone+1 })
+	if n := strings.Count(buf.String(), `"msg":"session"`); n != 1 {
+		t.Errorf("%d access-log lines after an empty connection, want 1:\n%s", n, buf.String())
+	}
+	nc, err = net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Write([]byte("GET / HTTP/1.1\r\nHo"))
+	nc.Close()
+	waitFor(t, func() bool { return strings.Count(buf.String(), `"msg":"session"`) == 2 })
+	if !strings.Contains(buf.String(), `"status":499`) {
+		t.Errorf("no 499 line for the half-sent head:\n%s", buf.String())
 	}
 }
 

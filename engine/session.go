@@ -183,20 +183,8 @@ func (l *loop) headDone(t *tunnel) {
 // check, a port scan — is not a session: it gets no access-log line (nginx
 // logs none either).
 func (l *loop) headGone(i int32) {
-	t := l.tabs.at(i)
-	l.headDone(t)
-	if ex := l.exOf(t); ex.head == nil || len(ex.head.b) == 0 {
-		l.wheel.disarm(i)
-		if t.tls {
-			l.srv.closeBridge(int(t.fd[sideClient]))
-		}
-		sysClose(int(t.fd[sideClient]))
-		l.dropEx(t)
-		l.c.closes[causeClientGone].Add(1)
-		l.tabs.release(i)
-		return
-	}
-	l.finish(i, causeClientGone)
+	l.headDone(l.tabs.at(i))
+	l.finish(i, causeClientGone) // quietly, when not a byte came (see finish)
 }
 
 // headTimedOut answers 408 to a client that did not send a whole head
