@@ -34,19 +34,7 @@ type ipShard struct {
 func (s *Server) SetLimits(maxTunnels, maxPerIP, acceptRate int) {
 	s.admit.max.Store(int64(maxTunnels))
 	s.admit.perIP.Store(int64(maxPerIP))
-	if s.acceptRate.Swap(int64(acceptRate)) == int64(acceptRate) {
-		return
-	}
-	// Every accept takes a token, also while the rate is 0 and nothing
-	// refills the buckets: a new rate starts from buckets no lower than
-	// empty, or a node that took a million connections unlimited would
-	// then accept nothing for a million / rate seconds.
-	s.mu.Lock()
-	loops := s.loops
-	s.mu.Unlock()
-	for _, l := range loops {
-		l.post(func(l *loop) { l.tokens = max(l.tokens, 0) })
-	}
+	s.acceptRate.Store(int64(acceptRate))
 }
 
 func (a *admission) shard(ip netip.Addr) *ipShard {

@@ -293,7 +293,8 @@ func (l *loop) pollListeners(on bool) {
 // once (DESIGN.md, "pitfalls").
 func (l *loop) accept(ln *listener) {
 	for k := 0; k < acceptBatch; k++ {
-		if !l.acceptToken() {
+		limited := l.srv.acceptRate.Load() > 0
+		if limited && l.tokens < 1 {
 			// Over the accept rate: the rest wait in the kernel's queue
 			// until the next tick refills the bucket.
 			l.pollListeners(false)
@@ -319,7 +320,9 @@ func (l *loop) accept(ln *listener) {
 			l.acceptBackoff = l.now + acceptBackoffTicks
 			return
 		}
-		l.tokens--
+		if limited {
+			l.tokens-- // never below 0: only a whole token is taken
+		}
 		if ln.tls != nil {
 			l.srv.startTLS(l, ln, fd, peer)
 			continue
@@ -328,13 +331,9 @@ func (l *loop) accept(ln *listener) {
 	}
 }
 
-// acceptToken reports whether the accept rate allows one more connection
-// now. Each loop has its share of Server's rate as a token bucket,
-// refilled every tick (refillTokens) up to one tick's worth.
-func (l *loop) acceptToken() bool {
-	return l.srv.acceptRate.Load() == 0 || l.tokens >= 1
-}
-
+// refillTokens refills the loop's accept-rate bucket, every tick, up to
+// one tick's worth: each loop has its share of Server's rate. While the
+// rate is 0 the bucket is neither used nor refilled.
 func (l *loop) refillTokens() {
 	rate := l.srv.acceptRate.Load()
 	if rate == 0 {
