@@ -75,21 +75,13 @@ func (s *sticky) token(addr string) string {
 
 // current returns the table for pool p's backends as they are now.
 func (s *sticky) current(p *balance.Pool) *stickyTable {
-	if t := s.table.Load(); t != nil {
-		select {
-		case <-t.changed:
-		default:
-			return t
-		}
+	if t := s.table.Load(); t.fresh() {
+		return t
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t := s.table.Load(); t != nil {
-		select {
-		case <-t.changed:
-		default:
-			return t
-		}
+	if t := s.table.Load(); t.fresh() { // built while this one waited
+		return t
 	}
 	t := &stickyTable{changed: p.Changes(), addrOf: map[string]string{}, tokenOf: map[string]string{}}
 	for _, b := range p.Backends() {
@@ -99,6 +91,20 @@ func (s *sticky) current(p *balance.Pool) *stickyTable {
 	}
 	s.table.Store(t)
 	return t
+}
+
+// fresh reports that t exists and the pool has not changed since it was
+// built.
+func (t *stickyTable) fresh() bool {
+	if t == nil {
+		return false
+	}
+	select {
+	case <-t.changed:
+		return false
+	default:
+		return true
+	}
 }
 
 // backend returns the backend named by req's cookie, or nil.

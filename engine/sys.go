@@ -122,11 +122,9 @@ func sysSetsockoptInt(fd, level, opt, value int) error {
 // made once: unix.Connect converts a Sockaddr on every call, writing into
 // it, so a shared one is a data race and a fresh one an allocation.
 type rawSockaddr struct {
-	sa rawSockaddrAny
+	sa unix.RawSockaddrAny
 	n  uint32
 }
-
-type rawSockaddrAny = unix.RawSockaddrAny
 
 func makeRawSockaddr(sa unix.Sockaddr) rawSockaddr {
 	var r rawSockaddr
