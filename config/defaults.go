@@ -174,8 +174,11 @@ const (
 	// rejected handshake (debug), which a node under attack cannot afford.
 	DefaultLogLevel = "info"
 
-	// MinTick is the engine's timer resolution (a 1 s wheel): keepalive,
-	// idle and lifetime values below it would be rounded up silently.
+	// MinTick is the shortest keepalive, idle, lifetime or periodic-log
+	// timer a file may set. The engine's wheel ticks every 100 ms and a
+	// timer fires within a tick of its time, so below 1 s that error would
+	// be over 10% of the value; the file then means something the engine
+	// cannot keep.
 	MinTick = time.Second
 )
 

@@ -98,8 +98,8 @@ func (k *checker) oneOf(path, v string, allowed ...string) bool {
 	return false
 }
 
-// Duration rules. The engine's timers tick once a second, so a shorter
-// value would silently become 1s.
+// Duration rules. Timers shorter than MinTick are refused: the engine
+// keeps them only to within a 100 ms tick (see MinTick).
 const (
 	durPositive = iota // > 0
 	durOptional        // >= 0
