@@ -85,6 +85,9 @@ func TestBulkBothWays(t *testing.T) {
 			if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
 				t.Fatal("echoed bytes differ from sent bytes")
 			}
+			// The loop counts a splice's bytes when the call returns, which
+			// can be just after the client has read them.
+			waitFor(t, func() bool { st := srv.Stats(); return st.BytesUp >= total && st.BytesDown >= total })
 			st := srv.Stats()
 			if st.BytesUp < total || st.BytesDown < total {
 				t.Errorf("counters: up %d down %d, want ≥ %d each", st.BytesUp, st.BytesDown, total)
