@@ -33,7 +33,8 @@ type loop struct {
 	tabs   slab
 	wheel  wheel
 	ready  []int32 // tunnels with work left after their per-readiness budget
-	buf    []byte  // the loop's one copy buffer
+	buf    []byte  // the loop's buffer for plain request bodies and input it drops
+	batch  batch   // the copy path's recvs and sends, made together (batch.go)
 	pipes  pipePool
 	parked int                  // bytes in chunks of this loop's directions
 	waits  []int32              // directions waiting for a pipe or park room, FIFO
@@ -65,7 +66,7 @@ type loop struct {
 
 const (
 	tick        = 100 * time.Millisecond
-	copyBufSize = 64 << 10 // one read; filling it switches splice-auto to splice
+	copyBufSize = 64 << 10 // one read of a plain request body, or of input dropped
 	maxOps      = 8        // syscall rounds per direction per readiness, for fairness
 	genMask     = 1<<31 - 1
 	wakeIndex   = -1
@@ -104,6 +105,28 @@ func newLoop(id int, srv *Server) (*loop, error) {
 	l.pipes.size = pipeBytes
 	l.tabs.init()
 	l.wheel.init(&l.tabs, 0)
+	var ring *ioRing
+	if srv.cfg.IOUring != IOUringOff {
+		ring, err = newRing(batchMax)
+		if err != nil {
+			if srv.cfg.IOUring == IOUringOn {
+				unix.Close(epfd)
+				unix.Close(wake)
+				return nil, err
+			}
+			srv.noteNoRing(err)
+		} else {
+			srv.rings.Add(1)
+		}
+	}
+	if err := l.batch.init(ring); err != nil {
+		if ring != nil {
+			ring.close()
+		}
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -184,6 +207,13 @@ func (l *loop) run() {
 				l.pollListeners(true) // the back-off after EMFILE is over
 			}
 		}
+		// Everything above only queued its copy-path calls; make them.
+		// What their results leave to do is on the ready queue.
+		if err := l.flushIO(); err != nil {
+			l.srv.log.Error("batched socket calls failed; loop stops", "loop", l.id, "err", err)
+			l.shutdown()
+			return
+		}
 	}
 }
 
@@ -191,7 +221,7 @@ func (l *loop) run() {
 // them stopped the loop.
 func (l *loop) drainInbox() bool {
 	var b [8]byte
-	sysRead(l.wake, b[:])
+	unix.Read(l.wake, b[:]) // an eventfd, not a socket
 	l.woken.Store(false)
 	l.mu.Lock()
 	work := l.inbox
@@ -246,6 +276,8 @@ func (l *loop) shutdown() {
 			}
 		}
 	}
+	l.batch.recvs, l.batch.sends = nil, nil // the tunnels they were for are closed
+	l.batch.close()
 	l.pipes.close()
 	l.tabs.unmap()
 	unix.Close(l.wake)

@@ -29,24 +29,28 @@ func errnoErr(e syscall.Errno) error {
 	return e
 }
 
-// sysRead is read(2) on a non-blocking fd.
+// sysRead is recv(2) on a non-blocking socket: recvfrom rather than read
+// goes to the socket layer without passing through the VFS (file
+// position lock, rw_verify_area, fsnotify), as nginx does.
 func sysRead(fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
 	return int(n), nil
 }
 
-// sysWrite is write(2) on a non-blocking fd.
+// sysWrite is send(2) on a non-blocking socket (sendto, for the reason
+// sysRead gives). MSG_NOSIGNAL: a peer's reset is an EPIPE to handle, not
+// a SIGPIPE.
 func sysWrite(fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
