@@ -145,6 +145,10 @@ const (
 	// DefaultTunnelMode copies small messages and splices bulk: measured
 	// best for both (DESIGN.md, prototype).
 	DefaultTunnelMode = "auto"
+	// DefaultIOUring batches the loops' socket calls with io_uring where
+	// the kernel allows it, and falls back to plain system calls where it
+	// does not (seccomp profiles, kernel.io_uring_disabled, Linux < 5.6).
+	DefaultIOUring = "auto"
 	// MaxLoops caps splice loops: each is a thread, and more loops than
 	// cores only add context switches.
 	MaxLoops = 1024
@@ -202,7 +206,7 @@ func Default() *Config {
 			AcceptRate:      DefaultAcceptRate,
 		},
 		Headers:   Headers{Host: DefaultHostMode},
-		Tunnel:    Tunnel{Mode: DefaultTunnelMode, Tries: DefaultTries},
+		Tunnel:    Tunnel{Mode: DefaultTunnelMode, IOUring: DefaultIOUring, Tries: DefaultTries},
 		AccessLog: AccessLog{Output: DefaultAccessLog, Interval: DefaultAccessLogInterval},
 		Admin:     Admin{Address: DefaultAdminListen, TokenEnv: DefaultAdminTokenEnv},
 		LogLevel:  DefaultLogLevel,

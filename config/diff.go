@@ -92,6 +92,7 @@ var restartSettings = map[string]bool{
 	"timeouts.idle":           true,
 	"timeouts.close":          true,
 	"tunnel.mode":             true,
+	"tunnel.io_uring":         true,
 	"tunnel.loops":            true,
 	"tunnel.tries":            true,
 	"tunnel.source_addrs":     true,

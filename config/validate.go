@@ -411,6 +411,7 @@ func (k *checker) headers() {
 func (k *checker) tunnel() {
 	t := k.c.Tunnel
 	k.oneOf("tunnel.mode", t.Mode, "auto", "copy", "splice")
+	k.oneOf("tunnel.io_uring", t.IOUring, "auto", "on", "off")
 	k.intRange("tunnel.loops", t.Loops, 0, MaxLoops)
 	k.intRange("tunnel.tries", t.Tries, 1, MaxTries)
 	first := map[netip.Addr]int{}

@@ -18,15 +18,7 @@ var errClientEOF = errors.New("client closed in the middle of its request body")
 func (l *loop) stepTunnel(i int32, t *tunnel) {
 	for d := range t.dir {
 		if side, err := l.pump(i, t, d); err != nil {
-			if t.state == stClosing {
-				l.finishClosing(i, t) // a peer closed hard during the close
-				return
-			}
-			cause := causeClientReset
-			if side == sideBackend {
-				cause = causeBackendReset
-			}
-			l.finish(i, cause)
+			l.fail(i, t, side)
 			return
 		}
 	}
@@ -39,6 +31,20 @@ func (l *loop) stepTunnel(i int32, t *tunnel) {
 	if t.dir[dirUp].finished() && t.dir[dirDown].finished() {
 		l.finish(i, causeDone)
 	}
+}
+
+// fail closes tunnel i after a socket call on side failed (a reset, a
+// broken pipe).
+func (l *loop) fail(i int32, t *tunnel, side int) {
+	if t.state == stClosing {
+		l.finishClosing(i, t) // a peer closed hard during the close
+		return
+	}
+	cause := causeClientReset
+	if side == sideBackend {
+		cause = causeBackendReset
+	}
+	l.finish(i, cause)
 }
 
 // linger ends a connection politely: whatever is queued for the client is

@@ -48,6 +48,8 @@ type loopCounters struct {
 	gracefulCloses [numCauses]atomic.Uint64
 	plainCloses    [numCauses]atomic.Uint64
 	pings          atomic.Uint64 // keepalive Pings sent
+	batches        atomic.Uint64 // batches of copy-path socket calls made (batch.go)
+	batchedCalls   atomic.Uint64 // recvs and sends made in them
 	tunnelSeconds  histogram
 	_              [64]byte // keep the next loop's counters off these lines
 }
@@ -165,6 +167,9 @@ type Stats struct {
 	BytesSpliced      uint64 // of both, moved by splice(2) without a copy
 	PipesInUse        int64
 	ParkedBytes       int64
+	IOUring           bool   // the loops batch their socket calls with io_uring
+	Batches           uint64 // batches of copy-path recvs and sends
+	BatchedCalls      uint64 // recvs and sends made in those batches
 	TunnelDuration    Histogram
 	HandshakeDuration Histogram
 }
@@ -186,6 +191,7 @@ func (s *Server) Stats() Stats {
 	st.Held = s.admit.held.Load()
 	st.HandshakesOK = s.c.handshakeOK.Load()
 	st.PlainOK = s.c.plainOK.Load()
+	st.IOUring = s.IOUring()
 	for r, n := range s.c.rejects {
 		st.Rejects[r] = n.Load()
 	}
@@ -210,6 +216,8 @@ func (s *Server) Stats() Stats {
 			st.PlainCloses[causeNames[k]] += c.plainCloses[k].Load()
 		}
 		st.KeepalivePings += c.pings.Load()
+		st.Batches += c.batches.Load()
+		st.BatchedCalls += c.batchedCalls.Load()
 		c.tunnelSeconds.add(&st.TunnelDuration)
 	}
 	return st

@@ -147,7 +147,7 @@ func (l *loop) finishClosing(i int32, t *tunnel) {
 // RFC 6455 5.5.3 allows. It reports whether a Ping was queued.
 func (l *loop) keepalive(t *tunnel) bool {
 	dr := &t.dir[dirDown]
-	if !t.ws || dr.flags&(dEOF|dShut|dCloseWant|dCloseSent) != 0 || dr.chunk != 0 || !dr.fr.atBoundary() {
+	if !t.ws || dr.flags&(dEOF|dShut|dCloseWant|dCloseSent) != 0 || dr.chunk != 0 || t.io[sideBackend]&reading != 0 || !dr.fr.atBoundary() {
 		return false
 	}
 	if p := l.pipeOf(dr); p != nil && p.n > 0 {

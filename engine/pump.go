@@ -24,8 +24,9 @@ const (
 )
 
 // pump moves bytes along direction d of an upgraded tunnel as far as the
-// sockets allow: flush what is in flight, then read the source and write
-// the destination, until one of them would block, the source ends, or the
+// sockets allow: flush what is in flight, then splice the source to the
+// destination, or queue a recv whose bytes the loop's batch sends on
+// (batch.go), until one of them would block, the source ends, or the
 // per-readiness budget is spent (then the tunnel is requeued: with edge
 // triggering nobody would report the rest). It returns the side whose
 // syscall failed, with the error; -1 and nil otherwise.
@@ -42,8 +43,11 @@ const (
 func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 	dr := &t.dir[d]
 	src, dst := d, 1-d
-	sfd, dfd := int(t.fd[src]), int(t.fd[dst])
+	dfd := int(t.fd[dst])
 	for ops := 0; ops < maxOps; ops++ {
+		if t.io[src]&reading != 0 {
+			return -1, nil // a recv is queued (batch.go): nothing to do until it is made
+		}
 		if dr.chunk != 0 {
 			if t.io[dst]&canWrite == 0 {
 				return -1, nil
@@ -135,61 +139,16 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 			continue
 		}
 
-		// Copy path: one read into the loop's buffer, one write out of it.
-		if l.parked+copyBufSize > l.srv.parkLimit {
-			l.wait(i, t, d) // a partial write would have nowhere to go
+		// Copy path: a recv queued for the loop's next batch, whose
+		// bytes are sent on from the same slot (batch.go).
+		if l.parked+(len(l.batch.recvs)+1)*slotSize > l.srv.parkLimit {
+			l.wait(i, t, d) // a partial send would have nowhere to go
 			return -1, nil
 		}
-		n, err := sysRead(sfd, l.buf)
-		if err != nil {
-			if err == unix.EAGAIN {
-				t.io[src] &^= canRead
-				return -1, nil
-			}
-			if err == unix.EINTR {
-				continue
-			}
-			return src, err
+		if !l.queueRecv(i, t, d) {
+			break // the batch is full: this direction goes in the next one
 		}
-		if n == 0 {
-			dr.flags |= dEOF
-			continue
-		}
-		t.active = l.now
-		if n < len(l.buf) {
-			// A short read drained the socket: any later byte raises a
-			// new edge. Only a FIN that came with the data would not, and
-			// EPOLLRDHUP told us of that one (peerShut).
-			if t.io[src]&peerShut == 0 {
-				t.io[src] &^= canRead
-			}
-		} else if l.srv.mode == ModeAuto {
-			dr.flags |= dBurst // bulk: splice the rest of this burst
-		}
-		p := l.buf[:n]
-		var rest []byte
-		if t.ws {
-			if dr.flags&dCloseWant != 0 {
-				// Forward up to the first frame boundary only: wsgate's
-				// Close goes there, and what follows is dropped.
-				b, _ := dr.fr.scan(p, true)
-				p, rest = p[:b], p[b:]
-			} else {
-				dr.fr.scan(p, false)
-			}
-		}
-		if len(p) > 0 {
-			if side, err := l.write(t, d, p); err != nil {
-				return side, err
-			}
-		}
-		if rest != nil && dr.fr.atBoundary() {
-			l.sendClose(t, d)
-			l.dropped(t, d, rest)
-		}
-		if dr.chunk != 0 && t.io[dst]&canWrite == 0 {
-			return -1, nil
-		}
+		return -1, nil
 	}
 	l.requeue(i, t)
 	return -1, nil
@@ -322,6 +281,39 @@ func (l *loop) discard(t *tunnel, d int) (int, error) {
 		return -1, nil
 	}
 	l.dropped(t, d, l.buf[:n])
+	return -1, nil
+}
+
+// forward sends p, read from direction d's source, on to its destination
+// behind whatever the direction has parked. During a graceful close it
+// forwards up to the first frame boundary only: wsgate's Close goes there,
+// and what follows is dropped while the source's own Close is watched for.
+func (l *loop) forward(t *tunnel, d int, p []byte) (int, error) {
+	dr := &t.dir[d]
+	if dr.flags&dCloseSent != 0 {
+		l.dropped(t, d, p)
+		return -1, nil
+	}
+	var rest []byte
+	if t.ws {
+		if dr.flags&dCloseWant != 0 {
+			b, _ := dr.fr.scan(p, true)
+			p, rest = p[:b], p[b:]
+		} else {
+			dr.fr.scan(p, false)
+		}
+	}
+	if len(p) > 0 {
+		if dr.chunk != 0 {
+			l.park(dr, p)
+		} else if side, err := l.write(t, d, p); err != nil {
+			return side, err
+		}
+	}
+	if rest != nil && dr.fr.atBoundary() {
+		l.sendClose(t, d)
+		l.dropped(t, d, rest)
+	}
 	return -1, nil
 }
 

@@ -79,6 +79,10 @@ type Config struct {
 
 	Mode  Mode
 	Loops int // splice loops; 0 = GOMAXPROCS
+	// IOUring chooses how the loops make their batched socket calls
+	// (batch.go): with io_uring where the kernel allows it (auto), always
+	// (on: Start fails without it), or never (off).
+	IOUring IOUringMode
 
 	HeaderTimeout  time.Duration
 	ConnectTimeout time.Duration
@@ -154,6 +158,8 @@ type Server struct {
 	lingerTicks  uint32
 	closeTicks   uint32
 	restarting   atomic.Bool  // graceful closes say 1012 service restart
+	rings        atomic.Int32 // loops that batch with io_uring
+	noRing       atomic.Bool  // io_uring was refused (said once in the log)
 	acceptRate   atomic.Int64 // new connections per second; 0 = unlimited
 	sources      []netip.Addr
 	sourceNext   atomic.Uint32
@@ -290,6 +296,7 @@ func (s *Server) Start() error {
 				l.shutdown()
 			}
 			s.loops = nil
+			s.rings.Store(0)
 			s.closeListeners()
 			return fmt.Errorf("engine: start loop: %w", err)
 		}

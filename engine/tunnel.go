@@ -36,6 +36,7 @@ const (
 	canRead  uint8 = 1 << iota
 	canWrite       // the send buffer has room
 	peerShut       // EPOLLRDHUP/HUP seen: read until 0, a short read proves nothing
+	reading        // a recv on this socket is queued in the loop's batch (batch.go)
 )
 
 // Direction flags.
@@ -99,7 +100,7 @@ type tunnel struct {
 	fd     [2]int32
 	gen    uint32 // bumped on free: stale epoll events carry the old value
 	state  uint8
-	io     [2]uint8 // per side: canRead, canWrite, peerShut
+	io     [2]uint8 // per side: canRead, canWrite, peerShut, reading
 	queued bool     // in the loop's ready queue
 	leased bool     // holds an active slot on its backend to release
 	linked bool     // on its backend's list (upgraded tunnels)

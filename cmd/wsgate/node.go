@@ -94,8 +94,13 @@ func (n *node) engineConfig(cfg *config.Config, inherited map[string][]int) (eng
 	if err != nil {
 		return engine.Config{}, fmt.Errorf("tunnel.mode: %w", err)
 	}
+	uring, err := engine.ParseIOUringMode(cfg.Tunnel.IOUring)
+	if err != nil {
+		return engine.Config{}, fmt.Errorf("tunnel.io_uring: %w", err)
+	}
 	ec := engine.Config{
 		Mode:              mode,
+		IOUring:           uring,
 		Loops:             cfg.Tunnel.Loops,
 		Tries:             cfg.Tunnel.Tries,
 		SourceAddrs:       cfg.Tunnel.SourceAddrs,

@@ -58,6 +58,7 @@ func serveFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "copy", Usage: "move tunnel bytes with read/write only (no splice)"},
 		&cli.BoolFlag{Name: "splice", Usage: "move tunnel bytes with splice only (no copy path)"},
 		&cli.IntFlag{Name: "loops", Usage: "splice loops (0 = one per CPU)"},
+		&cli.StringFlag{Name: "io-uring", Value: config.DefaultIOUring, Usage: "batch socket calls with io_uring: auto (where the kernel allows it), on (required) or off (one system call each)"},
 		&cli.IntFlag{Name: "reuseport", Value: 1, Usage: "listening sockets per address, with SO_REUSEPORT"},
 		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "CIDR of a proxy in front whose X-Forwarded-* are kept (repeatable)"},
 		&cli.StringFlag{Name: "access-log", Value: "stdout", Usage: "where the per-session JSON access log goes: stdout, stderr, off or a file path"},
@@ -67,7 +68,7 @@ func serveFlags() []cli.Flag {
 
 // quickFlags are the flags a configuration file replaces.
 var quickFlags = []string{"listen", "backend", "policy", "idle-timeout", "connect-timeout", "header-timeout",
-	"answer-timeout", "keepalive", "tries", "copy", "splice", "loops", "reuseport", "trusted-proxy", "access-log"}
+	"answer-timeout", "keepalive", "tries", "copy", "splice", "loops", "io-uring", "reuseport", "trusted-proxy", "access-log"}
 
 type serveOptions struct {
 	cfg   *config.Config
@@ -194,6 +195,11 @@ func configFromFlags(c *cli.Context) (*config.Config, error) {
 		cfg.Tunnel.Mode = engine.ModeCopy.String()
 	case c.Bool("splice"):
 		cfg.Tunnel.Mode = engine.ModeSplice.String()
+	}
+	if m := c.String("io-uring"); m != "auto" && m != "on" && m != "off" {
+		return nil, badFlag("io-uring", m, fmt.Errorf("want auto, on or off"))
+	} else {
+		cfg.Tunnel.IOUring = m
 	}
 	if n := c.Int("loops"); n < 0 || n > 1024 {
 		return nil, badFlag("loops", fmt.Sprint(n), fmt.Errorf("want 0..1024"))
