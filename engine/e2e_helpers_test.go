@@ -64,7 +64,6 @@ func startProxy(t testing.TB, backends []string, mutate func(*Config)) (*Server,
 		srv.Close()
 		pool.Close()
 	})
-	servers.Store(srv.Addrs()[0].String(), srv)
 	return srv, srv.Addrs()[0].String()
 }
 
