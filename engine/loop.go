@@ -30,23 +30,25 @@ type loop struct {
 	pollOnceFn func(uintptr) bool // l.pollOnce, bound once: a method value allocates
 	polled     int
 	pollErr    error
+	deadline   time.Time // the poll's read deadline
 
 	mu     sync.Mutex
 	inbox  []func(*loop)
 	woken  atomic.Bool // a wake is pending: later senders skip the write
 	closed bool        // under mu: the loop no longer takes work
 
-	events []unix.EpollEvent
-	tabs   slab
-	wheel  wheel
-	ready  []int32 // tunnels with work left after their per-readiness budget
-	buf    []byte  // the loop's buffer for plain request bodies and input it drops
-	batch  batch   // the copy path's recvs and sends, made together (batch.go)
-	pipes  pipePool
-	parked int                  // bytes in chunks of this loop's directions
-	waits  []int32              // directions waiting for a pipe or park room, FIFO
-	key    [16]byte             // scratch for a hash key
-	addrs  map[string]*resolved // backend socket addresses, this loop's own
+	events     []unix.EpollEvent
+	tabs       slab
+	wheel      wheel
+	ready      []int32 // tunnels with work left after their per-readiness budget
+	acceptable []int   // listeners reported ready in this batch of events
+	buf        []byte  // the loop's buffer for plain request bodies and input it drops
+	batch      batch   // the copy path's recvs and sends, made together (batch.go)
+	pipes      pipePool
+	parked     int                  // bytes in chunks of this loop's directions
+	waits      []int32              // directions waiting for a pipe or park room, FIFO
+	key        [16]byte             // scratch for a hash key
+	addrs      map[string]*resolved // backend socket addresses, this loop's own
 
 	// side tables (tables.go): what tunnels borrow, by index
 	chunks      []*chunk
@@ -195,13 +197,21 @@ func (l *loop) run() {
 				continue
 			}
 			if isListenerIndex(ev.Fd) {
-				if l.listening {
-					l.accept(l.srv.listeners[listenerOf(ev.Fd)])
-				}
+				l.acceptable = append(l.acceptable, listenerOf(ev.Fd))
 				continue
 			}
 			l.event(ev)
 		}
+		// New connections after the events of the ones the loop holds:
+		// a close in the same batch frees its admission slot first (a
+		// client that closes and reconnects at once is not refused for
+		// its own old connection), and existing tunnels are served first.
+		for _, k := range l.acceptable {
+			if l.listening {
+				l.accept(l.srv.listeners[k])
+			}
+		}
+		l.acceptable = l.acceptable[:0]
 		if n == len(l.events) && len(l.events) < 4096 {
 			l.events = make([]unix.EpollEvent, 2*len(l.events))
 		}
@@ -238,11 +248,17 @@ func (l *loop) run() {
 // proxy's CPU and 0.8 nanosleep calls per upgrade. Parked in the poller
 // the loop holds no P, and the monitor backs off to 10 ms.
 func (l *loop) poll(timeout time.Duration) (int, error) {
-	n, err := sysEpollPoll(l.epfd, l.events)
-	if n > 0 || err != nil || timeout <= 0 {
-		return n, err
+	if timeout <= 0 {
+		return sysEpollPoll(l.epfd, l.events)
 	}
-	l.pollFile.SetReadDeadline(time.Now().Add(timeout))
+	// Read calls pollOnce before it waits, so a busy loop finds its
+	// events with one epoll_wait and never parks. The deadline is moved
+	// only when it has come near: setting it costs a runtime timer.
+	now := time.Now()
+	if l.deadline.Sub(now) < timeout/2 {
+		l.deadline = now.Add(timeout)
+		l.pollFile.SetReadDeadline(l.deadline)
+	}
 	l.polled, l.pollErr = 0, nil
 	if err := l.pollConn.Read(l.pollOnceFn); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, err
