@@ -30,13 +30,16 @@ import (
 //
 // A recv reads into one slot of the loop's arena, and the send that
 // forwards those bytes writes from the same slot, so a batch copies
-// nothing; the arena is reused by the next batch. A slot is 16 KiB: a
-// read that fills it is the start of a burst, and the rest goes the way
-// ModeAuto sends bursts, through a pipe.
+// nothing; the arena is reused by the next batch. A slot is 64 KiB, the
+// read the copy path always made: one that fills it is the start of a
+// burst, and ModeAuto sends the rest through a pipe. The arena is mapped
+// outside the Go heap, and only the pages batches touch are resident;
+// those of slots no batch has used for a while are given back (trim).
 
 const (
-	batchMax = 256      // recvs per batch, and the ring's SQ size
-	slotSize = 16 << 10 // bytes one batched recv may read
+	batchMax  = 256      // recvs per batch, and the ring's SQ size
+	slotSize  = 64 << 10 // bytes one batched recv may read
+	trimTicks = 50       // how often the arena's unused slots are given back
 )
 
 // IOUringMode chooses how the loops make their batched socket calls.
@@ -100,10 +103,13 @@ type ioOp struct {
 
 // batch is a loop's queue of socket calls and what makes them.
 type batch struct {
-	ring  *ioRing // nil: plain system calls
-	arena []byte  // batchMax slots, mapped outside the Go heap
-	recvs []ioOp
-	sends []ioOp
+	ring    *ioRing // nil: plain system calls
+	arena   []byte  // batchMax slots, mapped outside the Go heap
+	recvs   []ioOp
+	sends   []ioOp
+	used    int    // most slots one batch used since the last trim
+	held    int    // slots whose pages may be resident
+	trimmed uint32 // tick of the last trim
 }
 
 func (b *batch) init(ring *ioRing) error {
@@ -128,6 +134,16 @@ func (b *batch) close() {
 		unix.Munmap(b.arena)
 		b.arena = nil
 	}
+}
+
+// trim gives back the pages of the slots no batch has used since the
+// last trim: after a burst that spread over many slots, a quieter loop
+// does not keep them resident.
+func (b *batch) trim() {
+	if b.held > b.used {
+		unix.Madvise(b.arena[b.used*slotSize:b.held*slotSize], unix.MADV_DONTNEED)
+	}
+	b.held, b.used = b.used, 0
 }
 
 func (b *batch) slot(k uint16) []byte {
@@ -218,6 +234,8 @@ func (l *loop) flushIO() error {
 	// reused already (an accept in the same event batch): such calls are
 	// dropped, never made.
 	recvs := l.live(b.recvs)
+	b.used = max(b.used, len(b.recvs))
+	b.held = max(b.held, b.used)
 	if err := b.run(recvs); err != nil {
 		return err
 	}

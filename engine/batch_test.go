@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -308,5 +309,35 @@ func closeAll(fds []int) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
+	}
+}
+
+// TestArenaTrim: the pages of slots a burst used stay resident only until
+// a trim finds no batch has used them since the one before.
+func TestArenaTrim(t *testing.T) {
+	l := testLoop(t, IOUringOff)
+	b := &l.batch
+	resident := func(k int) bool {
+		var vec [1]byte
+		p := b.slot(uint16(k))
+		_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&p[0])), 4096, uintptr(unsafe.Pointer(&vec[0])))
+		if e != 0 {
+			t.Fatal("mincore:", e)
+		}
+		return vec[0]&1 != 0
+	}
+	for k := 0; k < 10; k++ {
+		b.slot(uint16(k))[0] = 1 // a burst's batch read into slots 0-9
+	}
+	b.used, b.held = 10, 10
+	b.trim() // slots 0-9 were used in this window: kept
+	if !resident(9) {
+		t.Fatal("slot 9 given back in the window that used it")
+	}
+	b.used = 3 // a quieter window: 3 slots a batch
+	b.trim()
+	if !resident(2) || resident(3) || resident(9) {
+		t.Fatalf("after a window using 3 slots: slot 2 resident %v, 3 %v, 9 %v; want true, false, false",
+			resident(2), resident(3), resident(9))
 	}
 }

@@ -225,6 +225,10 @@ func (l *loop) run() {
 			if l.accepting && !l.listening && int32(l.now-l.acceptBackoff) >= 0 {
 				l.pollListeners(true) // the back-off after EMFILE is over
 			}
+			if l.now-l.batch.trimmed >= trimTicks {
+				l.batch.trim()
+				l.batch.trimmed = l.now
+			}
 		}
 		// Everything above only queued its copy-path calls; make them.
 		// What their results leave to do is on the ready queue.
