@@ -85,16 +85,19 @@ func (s *Server) IOUring() bool {
 
 // Kinds of batched call.
 const (
-	opRecv uint8 = iota
-	opSend
+	opRecv      uint8 = iota // the copy path's read, into a slot
+	opSend                   // the copy path's write, from the slot its recv filled
+	opSendChunk              // a direction's parked bytes (heads, answers, Close frames, rests)
+	opCloseFD                // a finished tunnel's socket
 )
 
-// ioOp is one queued socket call of a tunnel's direction.
+// ioOp is one queued socket call.
 type ioOp struct {
+	buf  []byte // what a recv fills or a send sends; set when the batch is made
 	i    int32  // the tunnel
 	gen  uint32 // its generation when queued: a freed tunnel's ops are dropped
 	fd   int32
-	n    int32 // bytes to receive (the slot's size) or to send
+	n    int32 // bytes a slot send sends
 	res  int32 // bytes done, or -errno
 	slot uint16
 	kind uint8
@@ -106,10 +109,11 @@ type batch struct {
 	ring    *ioRing // nil: plain system calls
 	arena   []byte  // batchMax slots, mapped outside the Go heap
 	recvs   []ioOp
-	sends   []ioOp
-	used    int    // most slots one batch used since the last trim
-	held    int    // slots whose pages may be resident
-	trimmed uint32 // tick of the last trim
+	sends   []ioOp  // slot and chunk sends, then the closes
+	closes  []int32 // sockets to close once the batch's sends are made
+	used    int     // most slots one batch used since the last trim
+	held    int     // slots whose pages may be resident
+	trimmed uint32  // tick of the last trim
 }
 
 func (b *batch) init(ring *ioRing) error {
@@ -124,8 +128,13 @@ func (b *batch) init(ring *ioRing) error {
 	return nil
 }
 
-// close releases the ring and the arena; nothing may be queued.
+// close closes the sockets still queued and releases the ring and the
+// arena; the calls still queued are dropped (their tunnels are closed).
 func (b *batch) close() {
+	for _, fd := range b.closes {
+		sysClose(int(fd))
+	}
+	b.recvs, b.sends, b.closes = nil, nil, nil
 	if b.ring != nil {
 		b.ring.close()
 		b.ring = nil
@@ -151,14 +160,13 @@ func (b *batch) slot(k uint16) []byte {
 	return b.arena[off : off+slotSize : off+slotSize]
 }
 
-// run makes the calls in ops and records each result in its res.
+// run makes the calls in ops and records each result in its res. A lone
+// call is made plainly: io_uring_enter for one entry costs more than the
+// call itself.
 func (b *batch) run(ops []ioOp) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	if b.ring == nil {
+	if b.ring == nil || len(ops) == 1 {
 		for k := range ops {
-			b.call(&ops[k])
+			call(&ops[k])
 		}
 		return nil
 	}
@@ -169,15 +177,20 @@ func (b *batch) run(ops []ioOp) error {
 			o := &ops[k]
 			s := r.prep()
 			s.fd = o.fd
-			s.addr = uint64(uintptr(unsafe.Pointer(&b.slot(o.slot)[0])))
-			s.len = uint32(o.n)
 			s.userData = uint64(k)
-			if o.kind == opRecv {
+			switch o.kind {
+			case opRecv:
 				s.opcode = uringOpRecv
 				s.opFlags = unix.MSG_DONTWAIT
-			} else {
+			case opSend, opSendChunk:
 				s.opcode = uringOpSend
 				s.opFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
+			case opCloseFD:
+				s.opcode = uringOpClose
+			}
+			if len(o.buf) > 0 {
+				s.addr = uint64(uintptr(unsafe.Pointer(&o.buf[0])))
+				s.len = uint32(len(o.buf))
 			}
 		}
 		if err := r.submitAndWait(n); err != nil {
@@ -191,16 +204,18 @@ func (b *batch) run(ops []ioOp) error {
 }
 
 // call makes one op as a plain system call.
-func (b *batch) call(o *ioOp) {
-	p := b.slot(o.slot)[:o.n]
+func call(o *ioOp) {
 	var (
 		n int
 		e error
 	)
-	if o.kind == opRecv {
-		n, e = sysRead(int(o.fd), p)
-	} else {
-		n, e = sysWrite(int(o.fd), p)
+	switch o.kind {
+	case opRecv:
+		n, e = sysRead(int(o.fd), o.buf)
+	case opSend, opSendChunk:
+		n, e = sysWrite(int(o.fd), o.buf)
+	case opCloseFD:
+		e = sysClose(int(o.fd))
 	}
 	if e != nil {
 		o.res = -int32(e.(unix.Errno))
@@ -217,141 +232,96 @@ func (l *loop) queueRecv(i int32, t *tunnel, d int) bool {
 	if len(b.recvs) == batchMax {
 		return false
 	}
-	b.recvs = append(b.recvs, ioOp{i: i, gen: t.gen, fd: t.fd[d], n: slotSize, slot: uint16(len(b.recvs)), kind: opRecv, d: uint8(d)})
+	b.recvs = append(b.recvs, ioOp{i: i, gen: t.gen, fd: t.fd[d], slot: uint16(len(b.recvs)), kind: opRecv, d: uint8(d)})
 	t.io[d] |= reading
 	return true
 }
 
-// flushIO makes the queued recvs, then the sends that forward what they
-// read, and hands each result to the tunnel's state machine.
+// queueSendChunk queues the send of direction d's parked bytes. Which
+// bytes is settled when the batch is made: whatever the direction has
+// parked by then, in order.
+func (l *loop) queueSendChunk(i int32, t *tunnel, d int) {
+	dst := 1 - d
+	l.batch.sends = append(l.batch.sends, ioOp{i: i, gen: t.gen, fd: t.fd[dst], kind: opSendChunk, d: uint8(d)})
+	t.io[dst] |= writing
+}
+
+// closeLater queues fd to be closed with the batch's sends. It stays open
+// until then, so its number cannot be given to another socket meanwhile;
+// events it raises carry its tunnel's old generation and are dropped.
+func (l *loop) closeLater(fd int32) {
+	l.batch.closes = append(l.batch.closes, fd)
+}
+
+// flushIO makes the queued recvs, then the sends (those queued while the
+// loop handled its events, and those that forward what the recvs read)
+// with the queued closes after them, and hands each result to the
+// tunnel's state machine. Nothing is queued when it returns.
 func (l *loop) flushIO() error {
 	b := &l.batch
-	if len(b.recvs) == 0 {
-		return nil
+	if len(b.recvs) > 0 {
+		b.used = max(b.used, len(b.recvs))
+		b.held = max(b.held, b.used)
+		recvs := l.prepare(b.recvs)
+		if err := b.run(recvs); err != nil {
+			return err
+		}
+		for k := range recvs {
+			l.received(&recvs[k])
+		}
+		l.c.batchedCalls.Add(uint64(len(recvs)))
+		b.recvs = b.recvs[:0]
 	}
-	defer func() { b.recvs, b.sends = b.recvs[:0], b.sends[:0] }()
-	// A tunnel freed since it queued a call may have had its fd number
-	// reused already (an accept in the same event batch): such calls are
-	// dropped, never made.
-	recvs := l.live(b.recvs)
-	b.used = max(b.used, len(b.recvs))
-	b.held = max(b.held, b.used)
-	if err := b.run(recvs); err != nil {
-		return err
-	}
-	for k := range recvs {
-		l.received(&recvs[k])
-	}
-	sends := l.live(b.sends)
-	if err := b.run(sends); err != nil {
-		return err
-	}
-	for k := range sends {
-		l.sent(&sends[k])
+	for len(b.sends)+len(b.closes) > 0 {
+		ops := l.prepare(b.sends)
+		sends := len(ops)
+		for _, fd := range b.closes {
+			ops = append(ops, ioOp{fd: fd, kind: opCloseFD})
+		}
+		b.closes = b.closes[:0]
+		if err := b.run(ops); err != nil {
+			return err
+		}
+		for k := range ops[:sends] {
+			if o := &ops[k]; o.kind == opSend {
+				l.sent(o)
+			} else {
+				l.sentChunk(o)
+			}
+		}
+		l.c.batchedCalls.Add(uint64(len(ops)))
+		b.sends = ops[:0]
+		// What the sends' results closed is closed in the next round.
 	}
 	l.c.batches.Add(1)
-	l.c.batchedCalls.Add(uint64(len(recvs) + len(sends)))
 	return nil
 }
 
-// live drops, in place, the ops whose tunnel has been freed since.
-func (l *loop) live(ops []ioOp) []ioOp {
+// prepare drops, in place, the ops whose tunnel has been freed since they
+// were queued — its fd number may belong to another socket by now (an
+// accept in the same event batch) — and sets each op's buffer.
+func (l *loop) prepare(ops []ioOp) []ioOp {
 	k := 0
 	for _, o := range ops {
-		if t := l.tabs.at(o.i); t.state != stFree && t.gen == o.gen {
-			ops[k] = o
-			k++
+		t := l.tabs.at(o.i)
+		if t.state == stFree || t.gen != o.gen {
+			continue
 		}
+		switch o.kind {
+		case opRecv:
+			o.buf = l.batch.slot(o.slot)
+		case opSend:
+			o.buf = l.batch.slot(o.slot)[:o.n]
+		case opSendChunk:
+			dr := &t.dir[o.d]
+			if dr.chunk == 0 {
+				t.io[1-o.d] &^= writing // unparked since: nothing to send
+				continue
+			}
+			o.buf = l.chunks[dr.chunk-1].pending()
+		}
+		ops[k] = o
+		k++
 	}
 	return ops[:k]
-}
-
-// received is pump's copy path after its recv: what came is checked and
-// queued to be sent on, or the source's end or error is recorded.
-func (l *loop) received(o *ioOp) {
-	i, d := o.i, int(o.d)
-	t := l.tabs.at(i)
-	if t.state == stFree || t.gen != o.gen {
-		return // an earlier result in this batch closed the tunnel
-	}
-	src, dst := d, 1-d
-	dr := &t.dir[d]
-	t.io[src] &^= reading
-	if o.res < 0 {
-		switch unix.Errno(-o.res) {
-		case unix.EAGAIN:
-			t.io[src] &^= canRead
-		case unix.EINTR:
-			l.requeue(i, t)
-		default:
-			l.fail(i, t, src)
-		}
-		return
-	}
-	if o.res == 0 {
-		dr.flags |= dEOF
-		l.requeue(i, t) // pump half-closes the destination
-		return
-	}
-	n := int(o.res)
-	t.active = l.now
-	if n < int(o.n) {
-		// A short read drained the socket: any later byte raises a new
-		// edge. Only a FIN that came with the data would not, and
-		// EPOLLRDHUP told us of that one (peerShut).
-		if t.io[src]&peerShut == 0 {
-			t.io[src] &^= canRead
-		}
-	} else if l.srv.mode == ModeAuto {
-		dr.flags |= dBurst // bulk: splice the rest of this burst
-	}
-	p := l.batch.slot(o.slot)[:n]
-	if dr.chunk != 0 || dr.flags&(dCloseWant|dCloseSent) != 0 {
-		// Rare: a graceful close began, or bytes were queued on this
-		// direction, while the recv was queued. Forward the plain way.
-		if side, err := l.forward(t, d, p); err != nil {
-			l.fail(i, t, side)
-			return
-		}
-		l.requeue(i, t)
-		return
-	}
-	if t.ws {
-		dr.fr.scan(p, false)
-	}
-	l.batch.sends = append(l.batch.sends, ioOp{i: i, gen: t.gen, fd: t.fd[dst], n: int32(n), slot: o.slot, kind: opSend, d: o.d})
-	if t.io[src]&canRead != 0 && n < int(o.n) {
-		l.requeue(i, t) // a FIN came with the data: read it
-	}
-}
-
-// sent is pump's copy path after its send: what the destination did not
-// take is parked until it has room.
-func (l *loop) sent(o *ioOp) {
-	i, d := o.i, int(o.d)
-	t := l.tabs.at(i)
-	if t.state == stFree || t.gen != o.gen {
-		return
-	}
-	dst := 1 - d
-	w := 0
-	if o.res >= 0 {
-		w = int(o.res)
-	} else if e := unix.Errno(-o.res); e != unix.EAGAIN && e != unix.EINTR {
-		l.fail(i, t, dst)
-		return
-	}
-	if w > 0 {
-		l.moved(t, d, w)
-	}
-	if w < int(o.n) {
-		l.park(&t.dir[d], l.batch.slot(o.slot)[w:o.n])
-		if o.res != -int32(unix.EINTR) {
-			t.io[dst] &^= canWrite // EAGAIN or a short write: the send buffer is full
-			return
-		}
-	}
-	if t.io[d]&canRead != 0 || t.dir[d].chunk != 0 {
-		l.requeue(i, t) // more to read, or to flush
-	}
 }

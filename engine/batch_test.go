@@ -224,7 +224,7 @@ func TestBatchResults(t *testing.T) {
 			for k := range pairs {
 				s := b.slot(uint16(k))
 				n := copy(s, fmt.Sprintf("message %d", k))
-				ops = append(ops, ioOp{fd: int32(pairs[k][0]), n: int32(n), slot: uint16(k), kind: opSend})
+				ops = append(ops, ioOp{buf: s[:n], fd: int32(pairs[k][0]), kind: opSend})
 			}
 			if err := b.run(ops); err != nil {
 				t.Fatal(err)
@@ -249,7 +249,7 @@ func TestBatchResults(t *testing.T) {
 				if k%2 == 1 {
 					unix.Read(pairs[k][1], make([]byte, 64))
 				}
-				ops = append(ops, ioOp{fd: int32(pairs[k][1]), n: slotSize, slot: uint16(len(ops)), kind: opRecv})
+				ops = append(ops, ioOp{buf: b.slot(uint16(len(ops))), fd: int32(pairs[k][1]), slot: uint16(len(ops)), kind: opRecv})
 				of = append(of, k)
 			}
 			if err := b.run(ops); err != nil {

@@ -64,7 +64,7 @@ func (l *loop) linger(i int32, t *tunnel, cause uint8) {
 }
 
 func (l *loop) stepLinger(i int32, t *tunnel) {
-	if _, err := l.flush(t, dirDown); err != nil {
+	if _, err := l.flush(i, t, dirDown); err != nil {
 		l.finish(i, t.cause)
 		return
 	}
@@ -263,7 +263,7 @@ func (l *loop) finish(i int32, cause uint8) {
 	}
 	for side := range t.fd {
 		if fd := t.fd[side]; fd >= 0 {
-			sysClose(int(fd))
+			l.closeLater(fd)
 			t.fd[side] = -1
 		}
 	}

@@ -197,7 +197,7 @@ func failureReject(kind balance.FailKind) *handshake.Reject {
 // handshake, before a retry or an answer.
 func (l *loop) closeBackend(t *tunnel) {
 	if fd := t.fd[sideBackend]; fd >= 0 {
-		sysClose(int(fd))
+		l.closeLater(fd)
 		t.fd[sideBackend] = -1
 		t.io[sideBackend] = 0
 	}
@@ -293,14 +293,14 @@ func (l *loop) connected(i int32, t *tunnel) {
 // only after the backend has agreed to switch protocols (a 101), so a
 // backend that refuses the upgrade never sees WebSocket frames as HTTP.
 func (l *loop) stepExchange(i int32, t *tunnel) {
-	if side, err := l.flush(t, dirUp); err != nil {
+	if side, err := l.flush(i, t, dirUp); err != nil {
 		l.failed(i, t, side)
 		return
 	}
 	if t.dir[dirUp].chunk != 0 {
 		return
 	}
-	if side, err := l.flush(t, dirDown); err != nil {
+	if side, err := l.flush(i, t, dirDown); err != nil {
 		l.failed(i, t, side)
 		return
 	}

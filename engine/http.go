@@ -30,7 +30,7 @@ func (l *loop) stepHTTP(i int32, t *tunnel) {
 	if !ex.answered {
 		// Interim answers (wsgate's own 100 Continue, a backend's 103)
 		// go to the client as they come.
-		if side, err := l.flush(t, dirDown); err != nil {
+		if side, err := l.flush(i, t, dirDown); err != nil {
 			l.httpFailed(i, t, side)
 			return
 		}
@@ -131,7 +131,7 @@ func (l *loop) pumpBody(i int32, t *tunnel, d int, tr *handshake.BodyTracker) (i
 	dr := &t.dir[d]
 	src, dst := d, 1-d
 	for ops := 0; ops < maxOps; ops++ {
-		if side, err := l.flush(t, d); err != nil {
+		if side, err := l.flush(i, t, d); err != nil {
 			return side, err
 		}
 		if dr.chunk != 0 || tr.Done() || dr.flags&dEOF != 0 {

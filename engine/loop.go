@@ -340,8 +340,7 @@ func (l *loop) shutdown() {
 			}
 		}
 	}
-	l.batch.recvs, l.batch.sends = nil, nil // the tunnels they were for are closed
-	l.batch.close()
+	l.batch.close() // the finished tunnels' sockets too
 	l.pipes.close()
 	l.tabs.unmap()
 	unix.Close(l.wake)

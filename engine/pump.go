@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -45,17 +47,11 @@ func (l *loop) pump(i int32, t *tunnel, d int) (int, error) {
 	src, dst := d, 1-d
 	dfd := int(t.fd[dst])
 	for ops := 0; ops < maxOps; ops++ {
-		if t.io[src]&reading != 0 {
-			return -1, nil // a recv is queued (batch.go): nothing to do until it is made
+		if t.io[src]&reading != 0 || t.io[dst]&writing != 0 {
+			return -1, nil // a call is queued (batch.go): nothing to do until it is made
 		}
 		if dr.chunk != 0 {
-			if t.io[dst]&canWrite == 0 {
-				return -1, nil
-			}
-			if side, err := l.flush(t, d); err != nil {
-				return side, err
-			}
-			continue
+			return l.flush(i, t, d) // its result runs the tunnel again
 		}
 		if p := l.pipeOf(dr); p != nil && p.n > 0 {
 			if t.io[dst]&canWrite == 0 {
@@ -304,9 +300,7 @@ func (l *loop) forward(t *tunnel, d int, p []byte) (int, error) {
 		}
 	}
 	if len(p) > 0 {
-		if dr.chunk != 0 {
-			l.park(dr, p)
-		} else if side, err := l.write(t, d, p); err != nil {
+		if side, err := l.write(t, d, p); err != nil {
 			return side, err
 		}
 	}
@@ -334,10 +328,140 @@ func (l *loop) dropped(t *tunnel, d int, p []byte) {
 	}
 }
 
+// received is the copy path after its recv (batch.go): what came is
+// checked and queued to be sent on, or the source's end or error is
+// recorded.
+func (l *loop) received(o *ioOp) {
+	i, d := o.i, int(o.d)
+	t := l.tabs.at(i)
+	if t.state == stFree || t.gen != o.gen {
+		return // an earlier result in this batch closed the tunnel
+	}
+	src, dst := d, 1-d
+	dr := &t.dir[d]
+	t.io[src] &^= reading
+	if o.res < 0 {
+		switch unix.Errno(-o.res) {
+		case unix.EAGAIN:
+			t.io[src] &^= canRead
+		case unix.EINTR:
+			l.requeue(i, t)
+		default:
+			l.fail(i, t, src)
+		}
+		return
+	}
+	if o.res == 0 {
+		dr.flags |= dEOF
+		l.requeue(i, t) // pump half-closes the destination
+		return
+	}
+	n := int(o.res)
+	t.active = l.now
+	if n < len(o.buf) {
+		// A short read drained the socket: any later byte raises a new
+		// edge. Only a FIN that came with the data would not, and
+		// EPOLLRDHUP told us of that one (peerShut).
+		if t.io[src]&peerShut == 0 {
+			t.io[src] &^= canRead
+		}
+	} else if l.srv.mode == ModeAuto {
+		dr.flags |= dBurst // bulk: splice the rest of this burst
+	}
+	p := o.buf[:n]
+	if dr.chunk != 0 || t.io[dst]&writing != 0 || dr.flags&(dCloseWant|dCloseSent) != 0 {
+		// Rare: a graceful close began, or bytes were queued on this
+		// direction, while the recv was queued. Forward the plain way.
+		if side, err := l.forward(t, d, p); err != nil {
+			l.fail(i, t, side)
+			return
+		}
+		l.requeue(i, t)
+		return
+	}
+	if t.ws {
+		dr.fr.scan(p, false)
+	}
+	l.batch.sends = append(l.batch.sends, ioOp{i: i, gen: t.gen, fd: t.fd[dst], n: int32(n), slot: o.slot, kind: opSend, d: o.d})
+	if t.io[src]&canRead != 0 && n < len(o.buf) {
+		l.requeue(i, t) // a FIN came with the data: read it
+	}
+}
+
+// sent is the copy path after its send: what the destination did not
+// take is parked until it has room.
+func (l *loop) sent(o *ioOp) {
+	i, d := o.i, int(o.d)
+	t := l.tabs.at(i)
+	if t.state == stFree || t.gen != o.gen {
+		return
+	}
+	dst := 1 - d
+	w := 0
+	if o.res >= 0 {
+		w = int(o.res)
+	} else if e := unix.Errno(-o.res); e != unix.EAGAIN && e != unix.EINTR {
+		l.fail(i, t, dst)
+		return
+	}
+	if w > 0 {
+		l.moved(t, d, w)
+	}
+	if w < len(o.buf) {
+		l.park(&t.dir[d], o.buf[w:])
+		if o.res != -int32(unix.EINTR) {
+			t.io[dst] &^= canWrite // EAGAIN or a short write: the send buffer is full
+			return
+		}
+	}
+	if t.io[d]&canRead != 0 || t.dir[d].chunk != 0 {
+		l.requeue(i, t) // more to read, or to flush
+	}
+}
+
+// sentChunk is flush after its send: the chunk gives up what went, and the
+// tunnel's state machine runs again to go on from there. A failure is
+// kept on the socket for the next flush to report where the state
+// machine can act on it.
+func (l *loop) sentChunk(o *ioOp) {
+	i, d := o.i, int(o.d)
+	t := l.tabs.at(i)
+	if t.state == stFree || t.gen != o.gen {
+		return
+	}
+	dst := 1 - d
+	dr := &t.dir[d]
+	t.io[dst] &^= writing
+	switch {
+	case o.res >= 0:
+		n := int(o.res)
+		l.moved(t, d, n)
+		if dr.chunk != 0 {
+			c := l.chunks[dr.chunk-1]
+			if c.off += n; c.off >= len(c.b) {
+				l.unpark(dr)
+			} else {
+				t.io[dst] &^= canWrite // a short write: the send buffer is full
+				return
+			}
+		}
+	case o.res == -int32(unix.EAGAIN):
+		t.io[dst] &^= canWrite
+		return
+	case o.res != -int32(unix.EINTR):
+		t.io[dst] |= sendFailed
+	}
+	l.requeue(i, t)
+}
+
 // write sends p along direction d at once and parks what the destination
 // did not take.
 func (l *loop) write(t *tunnel, d int, p []byte) (int, error) {
 	dst := 1 - d
+	if t.dir[d].chunk != 0 || t.io[dst]&writing != 0 {
+		l.park(&t.dir[d], p) // behind what is already on its way
+		return -1, nil
+	}
 	w, err := sysWrite(int(t.fd[dst]), p)
 	if err != nil {
 		if err != unix.EAGAIN {
@@ -355,33 +479,23 @@ func (l *loop) write(t *tunnel, d int, p []byte) (int, error) {
 	return -1, nil
 }
 
-// flush writes direction d's chunk to its destination as far as it goes.
-func (l *loop) flush(t *tunnel, d int) (int, error) {
-	dr := &t.dir[d]
+// flush queues the send of direction d's parked bytes; the batch makes
+// it, and its result (sentChunk) runs the tunnel's state machine again.
+// It reports the failure of an earlier send instead, with its side.
+func (l *loop) flush(i int32, t *tunnel, d int) (int, error) {
 	dst := 1 - d
-	for dr.chunk != 0 && t.io[dst]&canWrite != 0 {
-		c := l.chunks[dr.chunk-1]
-		n, err := sysWrite(int(t.fd[dst]), c.pending())
-		if err != nil {
-			if err == unix.EAGAIN {
-				t.io[dst] &^= canWrite
-				return -1, nil
-			}
-			if err == unix.EINTR {
-				continue
-			}
-			return dst, err
-		}
-		l.moved(t, d, n)
-		c.off += n
-		if c.off == len(c.b) {
-			l.unpark(dr)
-		} else {
-			t.io[dst] &^= canWrite // a short write means the send buffer is full
-		}
+	if t.io[dst]&sendFailed != 0 {
+		return dst, errSendFailed
+	}
+	if t.dir[d].chunk != 0 && t.io[dst]&(canWrite|writing) == canWrite {
+		l.queueSendChunk(i, t, d)
 	}
 	return -1, nil
 }
+
+// errSendFailed is what flush reports after a batched send failed (a
+// reset, a broken pipe): the callers care about the side, not the errno.
+var errSendFailed = errors.New("send failed")
 
 // moved records n bytes delivered along direction d. Activity, for the
 // idle timeout, is counted where bytes are read from a peer, not here:

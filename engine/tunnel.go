@@ -33,10 +33,12 @@ const (
 // Per-socket readiness bits, set from epoll events (edge-triggered) and
 // cleared when a syscall says EAGAIN.
 const (
-	canRead  uint8 = 1 << iota
-	canWrite       // the send buffer has room
-	peerShut       // EPOLLRDHUP/HUP seen: read until 0, a short read proves nothing
-	reading        // a recv on this socket is queued in the loop's batch (batch.go)
+	canRead    uint8 = 1 << iota
+	canWrite         // the send buffer has room
+	peerShut         // EPOLLRDHUP/HUP seen: read until 0, a short read proves nothing
+	reading          // a recv on this socket is queued in the loop's batch (batch.go)
+	writing          // a send on this socket is queued in the loop's batch
+	sendFailed       // a batched send on this socket failed; flush reports it
 )
 
 // Direction flags.
@@ -100,7 +102,7 @@ type tunnel struct {
 	fd     [2]int32
 	gen    uint32 // bumped on free: stale epoll events carry the old value
 	state  uint8
-	io     [2]uint8 // per side: canRead, canWrite, peerShut, reading
+	io     [2]uint8 // per side: canRead, canWrite, peerShut, reading, writing, sendFailed
 	queued bool     // in the loop's ready queue
 	leased bool     // holds an active slot on its backend to release
 	linked bool     // on its backend's list (upgraded tunnels)

@@ -18,7 +18,7 @@ import (
 // through Syscall, which on a batch of sends long enough for the runtime's
 // monitor takes the loop's P away and brings back the futex calls and
 // context switches that RawSyscall removed. The loops need only recv,
-// send, and the setup around them: four structures of the kernel's ABI
+// send and close, and the setup around them: four structures of the kernel's ABI
 // (include/uapi/linux/io_uring.h), which do not change.
 
 // uringParams is struct io_uring_params.
@@ -61,8 +61,9 @@ type uringCQE struct {
 }
 
 const (
-	uringOpSend = 26 // IORING_OP_SEND, Linux 5.6
-	uringOpRecv = 27 // IORING_OP_RECV, Linux 5.6
+	uringOpClose = 19 // IORING_OP_CLOSE, Linux 5.6
+	uringOpSend  = 26 // IORING_OP_SEND, Linux 5.6
+	uringOpRecv  = 27 // IORING_OP_RECV, Linux 5.6
 
 	uringOffSQRing = 0
 	uringOffSQEs   = 0x10000000
@@ -98,7 +99,7 @@ type ioRing struct {
 
 // errUringUnsupported is returned by newRing on a kernel whose io_uring
 // lacks what the loops need.
-var errUringUnsupported = errors.New("io_uring without IORING_OP_SEND/RECV or single-mmap rings (Linux 5.6 or later is needed)")
+var errUringUnsupported = errors.New("io_uring without IORING_OP_SEND/RECV/CLOSE or single-mmap rings (Linux 5.6 or later is needed)")
 
 // newRing sets up a ring of at least entries SQEs and twice as many CQEs.
 // Flags from newer kernels are asked for and dropped one by one when the
@@ -130,7 +131,7 @@ func newRing(entries uint32) (*ioRing, error) {
 		return nil, err
 	}
 	r := &ioRing{fd: int(fd)}
-	if p.features&(uringFeatSingleMmap|uringFeatNoDrop) != uringFeatSingleMmap|uringFeatNoDrop || !r.supports(uringOpSend, uringOpRecv) {
+	if p.features&(uringFeatSingleMmap|uringFeatNoDrop) != uringFeatSingleMmap|uringFeatNoDrop || !r.supports(uringOpSend, uringOpRecv, uringOpClose) {
 		unix.Close(r.fd)
 		return nil, errUringUnsupported
 	}
