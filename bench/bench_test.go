@@ -76,6 +76,9 @@ func TestEcho(t *testing.T) {
 			if res.CPUSeconds < 0 || res.CPUPer100k < 0 {
 				t.Errorf("negative CPU: %+v", res)
 			}
+			if m := res.Machine; m == nil || m.CPUs < 1 || m.BusySeconds < 0 || m.Busy < 0 || m.Busy > 1 {
+				t.Errorf("implausible machine figures: %+v", m)
+			}
 		})
 	}
 }
@@ -209,6 +212,24 @@ func TestTree(t *testing.T) {
 	}
 	if _, err := Tree(1 << 30); err == nil {
 		t.Error("Tree of a missing process succeeded")
+	}
+}
+
+// TestMachine: the machine meter sees this process's own work.
+func TestMachine(t *testing.T) {
+	m := startMachine()
+	start := time.Now()
+	for x := 0; time.Since(start) < 300*time.Millisecond; x++ {
+		_ = x * x // a busy CPU for 300 ms
+	}
+	got := m.stop(time.Since(start).Seconds())
+	if got == nil || got.CPUs < 1 {
+		t.Fatalf("machine meter: %+v", got)
+	}
+	// /proc/stat counts in 10 ms ticks: 300 ms of one busy CPU is at
+	// least 0.2 s of busy time whatever else the machine does.
+	if got.BusySeconds < 0.2 || got.Busy <= 0 || got.Busy > 1 {
+		t.Errorf("300 ms of a busy CPU measured as %+v", got)
 	}
 }
 

@@ -38,6 +38,7 @@ type BulkResult struct {
 	Gbps       float64 `json:"gbit_per_sec"`                 // (sent + received) × 8 / seconds
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`        // the target's, during the run
 	CPUPerGB   float64 `json:"cpu_seconds_per_gb,omitempty"` // per 10⁹ bytes moved (both ways)
+	Machine    *Machine `json:"machine,omitempty"`           // the whole machine during the run
 	FirstError string  `json:"first_error,omitempty"`
 }
 
@@ -94,6 +95,7 @@ func Bulk(ctx context.Context, cfg BulkConfig) (BulkResult, error) {
 	if err != nil {
 		return res, err
 	}
+	machine := startMachine()
 	start := time.Now()
 	go func() {
 		<-ctx.Done()
@@ -124,6 +126,7 @@ func Bulk(ctx context.Context, cfg BulkConfig) (BulkResult, error) {
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
 	pcancel()
+	res.Machine = machine.stop(res.Seconds)
 	if res.CPUSeconds, err = cpu.stop(); err != nil {
 		return res, err
 	}

@@ -42,6 +42,7 @@ type EchoResult struct {
 	CPUSeconds     float64     `json:"cpu_seconds,omitempty"`          // the target's, during the run
 	CPUPer100k     float64     `json:"cpu_seconds_per_100k,omitempty"` // the target's CPU-seconds per 100,000 messages
 	Failed         int         `json:"failed"`                         // tunnels that ended with an error
+	Machine        *Machine    `json:"machine,omitempty"`              // the whole machine during the run
 	FirstError     string      `json:"first_error,omitempty"`
 }
 
@@ -104,6 +105,7 @@ func Echo(ctx context.Context, cfg EchoConfig) (EchoResult, error) {
 	if err != nil {
 		return res, err
 	}
+	machine := startMachine()
 	start := time.Now()
 	end := start.Add(cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(end) {
@@ -148,6 +150,7 @@ func Echo(ctx context.Context, cfg EchoConfig) (EchoResult, error) {
 	}
 	res.Seconds = time.Since(start).Seconds()
 	pcancel()
+	res.Machine = machine.stop(res.Seconds)
 	res.CPUSeconds, err = cpu.stop()
 	if err != nil {
 		return res, err

@@ -35,6 +35,7 @@ type HandshakeResult struct {
 	Latency         Percentiles `json:"latency"`                        // connect to 101 received
 	CPUSeconds      float64     `json:"cpu_seconds,omitempty"`          // the target's, during the run
 	CPUPerHandshake float64     `json:"cpu_us_per_handshake,omitempty"` // the target's CPU-microseconds per upgrade
+	Machine         *Machine    `json:"machine,omitempty"`              // the whole machine during the run
 	FirstError      string      `json:"first_error,omitempty"`
 }
 
@@ -92,6 +93,7 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 	if err != nil {
 		return res, err
 	}
+	machine := startMachine()
 	start := time.Now()
 	end, _ := ctx.Deadline()
 	for w := 0; w < cfg.Concurrency; w++ {
@@ -134,6 +136,7 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
 	pcancel()
+	res.Machine = machine.stop(res.Seconds)
 	if res.CPUSeconds, err = cpu.stop(); err != nil {
 		return res, err
 	}

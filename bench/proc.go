@@ -226,3 +226,65 @@ func (m cpuMeter) stop() (float64, error) {
 	t1, err := TreeCPUSeconds(m.pid)
 	return t1 - m.t0, err
 }
+
+// Machine is how busy the whole machine was during a run, from /proc/stat:
+// on a small machine shared by the load generator, the backends and the
+// proxy, a rate is bounded by the CPU all of them need per unit of work,
+// and these figures let a report say how close a run came to that bound.
+type Machine struct {
+	CPUs         int     `json:"cpus"`
+	BusySeconds  float64 `json:"busy_seconds"`  // user, nice, system, irq and softirq time over all CPUs
+	StealSeconds float64 `json:"steal_seconds"` // time the hypervisor gave to others
+	Busy         float64 `json:"busy"`          // BusySeconds / (CPUs × the run's seconds): 1 is saturated
+}
+
+// machineTimes reads the "cpu" line of /proc/stat: busy and steal seconds
+// summed over all CPUs, and the number of CPUs.
+func machineTimes() (busy, steal float64, cpus int, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 8 && f[0] == "cpu":
+			// user nice system idle iowait irq softirq steal
+			for _, k := range []int{1, 2, 3, 6, 7} {
+				v, _ := strconv.ParseFloat(f[k], 64)
+				busy += v / clockTicks
+			}
+			steal, _ = strconv.ParseFloat(f[8], 64)
+			steal /= clockTicks
+		case len(f) > 0 && strings.HasPrefix(f[0], "cpu"):
+			cpus++
+		}
+	}
+	return busy, steal, cpus, nil
+}
+
+// machineMeter measures the machine between start and stop.
+type machineMeter struct {
+	busy, steal float64
+	cpus        int
+	ok          bool
+}
+
+func startMachine() machineMeter {
+	busy, steal, cpus, err := machineTimes()
+	return machineMeter{busy, steal, cpus, err == nil}
+}
+
+// stop returns what the machine did since start, over a run of seconds;
+// nil when /proc/stat could not be read.
+func (m machineMeter) stop(seconds float64) *Machine {
+	busy, steal, _, err := machineTimes()
+	if !m.ok || err != nil || seconds <= 0 || m.cpus == 0 {
+		return nil
+	}
+	out := &Machine{CPUs: m.cpus, BusySeconds: busy - m.busy, StealSeconds: steal - m.steal}
+	// /proc/stat counts in 10 ms ticks: a run of a few milliseconds can
+	// read as more than all CPUs busy.
+	out.Busy = min(out.BusySeconds/(float64(m.cpus)*seconds), 1)
+	return out
+}

@@ -132,6 +132,7 @@ func benchEchoCommand() *cli.Command {
 			if c.Int("pid") > 0 {
 				fmt.Fprintf(w, "target CPU           %.2f s, %.3f s per 100k messages\n", res.CPUSeconds, res.CPUPer100k)
 			}
+			printMachine(w, res.Machine)
 			if res.FirstError != "" {
 				fmt.Fprintf(w, "first error          %s\n", res.FirstError)
 			}
@@ -189,6 +190,7 @@ func benchBulkCommand() *cli.Command {
 			if c.Int("pid") > 0 {
 				fmt.Fprintf(w, "target CPU           %.2f s, %.3f s per GB\n", res.CPUSeconds, res.CPUPerGB)
 			}
+			printMachine(w, res.Machine)
 			return nil
 		},
 	}
@@ -234,6 +236,7 @@ func benchHandshakeCommand() *cli.Command {
 			if c.Int("pid") > 0 {
 				fmt.Fprintf(w, "target CPU           %.2f s, %.1f µs per upgrade\n", res.CPUSeconds, res.CPUPerHandshake)
 			}
+			printMachine(w, res.Machine)
 			if res.FirstError != "" {
 				fmt.Fprintf(w, "first error          %s\n", res.FirstError)
 			}
@@ -254,6 +257,15 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printMachine says how busy the machine was: a run that saturates it
+// measures the machine as much as the target.
+func printMachine(w io.Writer, m *bench.Machine) {
+	if m == nil {
+		return
+	}
+	fmt.Fprintf(w, "machine CPU          %.0f%% of %d CPUs busy (%.2f CPU-s), %.2f s stolen by the hypervisor\n", 100*m.Busy, m.CPUs, m.BusySeconds, m.StealSeconds)
 }
 
 func printPercentiles(w io.Writer, what string, p bench.Percentiles) {
