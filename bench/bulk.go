@@ -31,15 +31,15 @@ type BulkConfig struct {
 // BulkResult is what a bulk run measured. Throughput and CPU count the
 // payload bytes of both directions: what the target moved.
 type BulkResult struct {
-	Conns      int     `json:"conns"`
-	Sent       int64   `json:"bytes_sent"`
-	Received   int64   `json:"bytes_received"`
-	Seconds    float64 `json:"seconds"`
-	Gbps       float64 `json:"gbit_per_sec"`                 // (sent + received) × 8 / seconds
-	CPUSeconds float64 `json:"cpu_seconds,omitempty"`        // the target's, during the run
-	CPUPerGB   float64 `json:"cpu_seconds_per_gb,omitempty"` // per 10⁹ bytes moved (both ways)
-	Machine    *Machine `json:"machine,omitempty"`           // the whole machine during the run
-	FirstError string  `json:"first_error,omitempty"`
+	Conns      int      `json:"conns"`
+	Sent       int64    `json:"bytes_sent"`
+	Received   int64    `json:"bytes_received"`
+	Seconds    float64  `json:"seconds"`
+	Gbps       float64  `json:"gbit_per_sec"`                 // (sent + received) × 8 / seconds
+	CPUSeconds float64  `json:"cpu_seconds,omitempty"`        // the target's, during the run
+	CPUPerGB   float64  `json:"cpu_seconds_per_gb,omitempty"` // per 10⁹ bytes moved (both ways)
+	Machine    *Machine `json:"machine,omitempty"`            // the whole machine during the run
+	FirstError string   `json:"first_error,omitempty"`
 }
 
 const (

@@ -2,17 +2,20 @@
 // nginx and HAProxy, in one run on this machine, and writes the figures
 // into bench/RESULTS.md and a chart into bench/compare/results.svg.
 //
-//	go run ./bench/compare            # about 7 minutes on 2 cores
-//	go run ./bench/compare -quick     # a 1-minute check of the harness
+//	go run ./bench/compare            # about 9 minutes on 2 cores
+//	go run ./bench/compare -quick     # a 2-minute check of the harness
 //
-// It starts two `wsgate echo` backends, then for each target in turn the
-// proxy (wsgate in its three byte-moving modes, nginx with nginx.conf,
-// HAProxy with haproxy.cfg, all beside this file; none for "direct"), and
-// runs `wsgate bench idle|echo|bulk|handshake --json --pid PROXY` against
-// it as a separate process, so that the client, the proxy and the
+// It starts two `wsgate echo` backends and every proxy (wsgate in its
+// three byte-moving modes, nginx with nginx.conf, HAProxy with
+// haproxy.cfg, all beside this file), each on its own port, and runs
+// `wsgate bench idle|echo|bulk|handshake --json --pid PROXY` against
+// them as a separate process, so that the client, the proxies and the
 // backends each have their own fd limit (20,000 here) and their own CPU
-// accounting. The proxy's CPU is read from /proc over the process and its
-// children (nginx's workers).
+// accounting. Idle memory is measured once per proxy; echo, bulk and
+// handshakes in rounds, every target in turn in each round, and the
+// report takes medians (see workloads.Rounds for why). The proxy's CPU is
+// read from /proc over the process and its children (nginx's workers),
+// the whole machine's from /proc/stat.
 //
 // It is a Go program rather than a shell script because it parses the
 // bench's JSON, computes the ratios and draws the SVG itself, with no tool
@@ -20,9 +23,10 @@
 // group it kills on exit, on error and on SIGINT/SIGTERM, and dies with it
 // (PR_SET_PDEATHSIG) if it is killed outright.
 //
-// Everything stays on 127.0.0.0/8: ports 24010-24011 (backends), 24080-24082
-// (wsgate, nginx, HAProxy), 24090 (wsgate's pprof with -profile); clients
-// that open many connections dial from 127.0.0.2-127.0.0.40.
+// Everything stays on 127.0.0.0/8: ports 24010-24011 (backends), 24080
+// (wsgate), 24081 (nginx), 24082 (HAProxy), 24083-24084 (wsgate --splice,
+// --copy), 24090-24092 (wsgate's pprof with -profile); clients that open
+// many connections dial from 127.0.0.2-127.0.0.40.
 package main
 
 import (
@@ -46,13 +50,15 @@ import (
 )
 
 const (
-	backendA    = "127.0.0.1:24010"
-	backendB    = "127.0.0.1:24011"
-	wsgateAddr  = "127.0.0.1:24080"
-	nginxAddr   = "127.0.0.1:24081"
-	haproxyAddr = "127.0.0.1:24082"
-	pprofAddr   = "127.0.0.1:24090"
-	sourceAddrs = "127.0.0.2-127.0.0.40"
+	backendA         = "127.0.0.1:24010"
+	backendB         = "127.0.0.1:24011"
+	wsgateAddr       = "127.0.0.1:24080"
+	nginxAddr        = "127.0.0.1:24081"
+	haproxyAddr      = "127.0.0.1:24082"
+	wsgateSpliceAddr = "127.0.0.1:24083"
+	wsgateCopyAddr   = "127.0.0.1:24084"
+	pprofBase        = 24090 // + the wsgate target's index
+	sourceAddrs      = "127.0.0.2-127.0.0.40"
 
 	// idleHold is how long the idle tunnels are held before the target's
 	// memory is read: wsgate returns a burst's transient memory (pooled
@@ -79,21 +85,33 @@ type workloads struct {
 	BulkBytes     string
 	HSDuration    time.Duration
 	HSConcurrency int
+	// Rounds of echo, bulk and handshake runs: every target is measured
+	// once per round, in an order that turns each round, and the report
+	// takes each figure's median. The machine's speed drifts by tens of
+	// percent over minutes (others share it), so figures taken minutes
+	// apart compare the machine as much as the targets.
+	Rounds int
 }
 
 var (
-	full  = workloads{9000, 1000, 10 * time.Second, 4, "1GiB", 8 * time.Second, 32}
-	quick = workloads{900, 100, 2 * time.Second, 2, "64MiB", 2 * time.Second, 16}
+	full  = workloads{9000, 1000, 5 * time.Second, 4, "1GiB", 5 * time.Second, 32, 3}
+	quick = workloads{900, 100, time.Second, 2, "64MiB", time.Second, 16, 2}
 )
 
-// result is what every workload measured for one target.
+// result is what every workload measured for one target: idle once, the
+// others once per round.
 type result struct {
-	Target    string                 `json:"target"`
-	Idle      *bench.IdleResult      `json:"idle,omitempty"`
+	Target string            `json:"target"`
+	Idle   *bench.IdleResult `json:"idle,omitempty"`
+	Rounds []round           `json:"rounds,omitempty"`
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// round is one round's runs against one target.
+type round struct {
 	Echo      *bench.EchoResult      `json:"echo,omitempty"`
 	Bulk      *bench.BulkResult      `json:"bulk,omitempty"`
 	Handshake *bench.HandshakeResult `json:"handshake,omitempty"`
-	Errors    map[string]string      `json:"errors,omitempty"`
 }
 
 type runner struct {
@@ -178,7 +196,7 @@ func run(quickRun bool, bin, only string, write bool, profile string, keep bool)
 			return err
 		}
 	}
-	for _, a := range []string{backendA, backendB, wsgateAddr, nginxAddr, haproxyAddr} {
+	for _, a := range []string{backendA, backendB, wsgateAddr, wsgateSpliceAddr, wsgateCopyAddr, nginxAddr, haproxyAddr} {
 		if err := checkFree(a); err != nil {
 			return err
 		}
@@ -186,9 +204,9 @@ func run(quickRun bool, bin, only string, write bool, profile string, keep bool)
 
 	targets := []target{
 		{Name: "direct", Addr: backendA},
-		{Name: "wsgate", Addr: wsgateAddr, start: wsgateStarter()},
-		{Name: "wsgate-splice", Addr: wsgateAddr, start: wsgateStarter("--splice")},
-		{Name: "wsgate-copy", Addr: wsgateAddr, start: wsgateStarter("--copy")},
+		{Name: "wsgate", Addr: wsgateAddr, start: wsgateStarter(wsgateAddr, 0)},
+		{Name: "wsgate-splice", Addr: wsgateSpliceAddr, start: wsgateStarter(wsgateSpliceAddr, 1, "--splice")},
+		{Name: "wsgate-copy", Addr: wsgateCopyAddr, start: wsgateStarter(wsgateCopyAddr, 2, "--copy")},
 		{Name: "nginx", Addr: nginxAddr, start: startNginx},
 		{Name: "haproxy", Addr: haproxyAddr, start: startHAProxy},
 	}
@@ -216,14 +234,10 @@ func run(quickRun bool, bin, only string, write bool, profile string, keep bool)
 			return err
 		}
 	}
-	var results []result
 	loadPeak := sampleLoad()
-	for _, t := range targets {
-		res, err := r.measure(t)
-		if err != nil {
-			return err
-		}
-		results = append(results, res)
+	results, err := r.measureAll(targets)
+	if err != nil {
+		return err
 	}
 	env.LoadMax1m = loadPeak()
 	env.Seconds = time.Since(began).Seconds()
@@ -292,71 +306,103 @@ func rerender(path string, write bool) error {
 	return output(root, run, write)
 }
 
-// measure starts t's proxy, runs every workload against it, stops it.
-func (r *runner) measure(t target) (result, error) {
-	res := result{Target: t.Name, Errors: map[string]string{}}
-	pid := 0
-	if t.start != nil {
+// measureAll starts every proxy, then measures idle memory on each, one
+// at a time, and then the other workloads in rounds: in each round, each
+// workload against every target in turn, so that the figures compared
+// are minutes apart at most, not the length of the whole run. Each round
+// starts its turn at the next target, so no target is always measured
+// right after the same other one.
+func (r *runner) measureAll(targets []target) ([]result, error) {
+	results := make([]result, len(targets))
+	pids := make([]int, len(targets))
+	for k, t := range targets {
+		results[k] = result{Target: t.Name, Errors: map[string]string{}}
+		if t.start == nil {
+			continue
+		}
 		p, err := t.start(r)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		defer r.ps.stop(p)
 		if err := waitListening(p, t.Addr); err != nil {
-			return res, err
+			return nil, err
 		}
-		pid = p.pid()
+		pids[k] = p.pid()
 	}
-	url := "ws://" + t.Addr + "/"
-	pidArgs := []string{}
-	if pid > 0 {
-		pidArgs = []string{"--pid", fmt.Sprint(pid)}
-	}
-	pause := func() { time.Sleep(2 * time.Second) } // let the last run's tunnels close
-
-	if t.start != nil { // idle memory is the proxy's; direct has none
+	pause := func() { time.Sleep(time.Second) } // let the last run's connections close
+	for k, t := range targets {
+		if t.start == nil {
+			continue // idle memory is a proxy's; direct has none
+		}
 		var out bench.IdleResult
-		if r.bench(t.Name, "idle", &out, res.Errors, append(pidArgs, "--target", url,
+		if r.bench(t.Name, "idle", &out, results[k].Errors, r.pidArgs(pids[k], "--target", "ws://"+t.Addr+"/",
 			"--conns", fmt.Sprint(r.w.IdleConns), "--rate", "2000", "--hold", idleHold.String(), "--source-addrs", sourceAddrs)...) {
-			res.Idle = &out
+			results[k].Idle = &out
 		}
 		pause()
+		pause()
 	}
-	{
+	for n := 0; n < r.w.Rounds; n++ {
+		rd := make([]round, len(targets))
+		for _, workload := range []string{"echo", "bulk", "handshake"} {
+			for j := range targets {
+				k := (j + n) % len(targets)
+				r.run(targets[k], k, pids[k], workload, n, &rd[k], results[k].Errors)
+				pause()
+			}
+		}
+		for k := range targets {
+			results[k].Rounds = append(results[k].Rounds, rd[k])
+		}
+	}
+	return results, nil
+}
+
+// run makes one run of workload against target t (the k-th; pid is its
+// proxy, 0 for direct) into rd.
+func (r *runner) run(t target, k, pid int, workload string, n int, rd *round, errs map[string]string) {
+	url := "ws://" + t.Addr + "/"
+	name := fmt.Sprintf("%s round %d", t.Name, n+1)
+	switch workload {
+	case "echo":
 		var out bench.EchoResult
-		stop := r.profileDuring(t, "echo", r.w.EchoDuration-time.Second)
-		ok := r.bench(t.Name, "echo", &out, res.Errors, append(pidArgs, "--target", url,
+		stop := r.profileDuring(t, k, n, "echo", r.w.EchoDuration-time.Second)
+		ok := r.bench(name, "echo", &out, errs, r.pidArgs(pid, "--target", url,
 			"--conns", fmt.Sprint(r.w.EchoConns), "--size", "64", "--messages", "10000000",
 			"--duration", r.w.EchoDuration.String())...)
 		stop()
 		if ok {
-			res.Echo = &out
+			rd.Echo = &out
 		}
-		pause()
-	}
-	{
+	case "bulk":
 		var out bench.BulkResult
-		stop := r.profileDuring(t, "bulk", 4*time.Second)
-		ok := r.bench(t.Name, "bulk", &out, res.Errors, append(pidArgs, "--target", url,
+		stop := r.profileDuring(t, k, n, "bulk", 4*time.Second)
+		ok := r.bench(name, "bulk", &out, errs, r.pidArgs(pid, "--target", url,
 			"--conns", fmt.Sprint(r.w.BulkConns), "--bytes", r.w.BulkBytes, "--timeout", "3m")...)
 		stop()
 		if ok {
-			res.Bulk = &out
+			rd.Bulk = &out
 		}
-		pause()
-	}
-	{
+	case "handshake":
 		var out bench.HandshakeResult
-		stop := r.profileDuring(t, "handshake", r.w.HSDuration-time.Second)
-		ok := r.bench(t.Name, "handshake", &out, res.Errors, append(pidArgs, "--target", url,
+		stop := r.profileDuring(t, k, n, "handshake", r.w.HSDuration-time.Second)
+		ok := r.bench(name, "handshake", &out, errs, r.pidArgs(pid, "--target", url,
 			"--duration", r.w.HSDuration.String(), "--concurrency", fmt.Sprint(r.w.HSConcurrency),
 			"--source-addrs", sourceAddrs)...)
 		stop()
 		if ok {
-			res.Handshake = &out
+			rd.Handshake = &out
 		}
 	}
-	return res, nil
+}
+
+// pidArgs adds --pid for a proxy (none for direct).
+func (r *runner) pidArgs(pid int, args ...string) []string {
+	if pid > 0 {
+		return append([]string{"--pid", fmt.Sprint(pid)}, args...)
+	}
+	return args
 }
 
 // bench runs one `wsgate bench MODE --json` and decodes its result; a
@@ -402,7 +448,7 @@ func (r *runner) bench(name, mode string, out any, errs map[string]string, args 
 
 // profileDuring fetches a CPU profile of wsgate for d while a workload
 // runs, when -profile is set; the returned func waits for it.
-func (r *runner) profileDuring(t target, workload string, d time.Duration) func() {
+func (r *runner) profileDuring(t target, k, n int, workload string, d time.Duration) func() {
 	if r.profile == "" || !strings.HasPrefix(t.Name, "wsgate") || d < time.Second {
 		return func() {}
 	}
@@ -410,7 +456,7 @@ func (r *runner) profileDuring(t target, workload string, d time.Duration) func(
 	go func() {
 		defer close(done)
 		time.Sleep(700 * time.Millisecond) // past the connecting
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, int(d.Seconds()))
+		url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", pprofBase+k, int(d.Seconds()))
 		resp, err := http.Get(url)
 		if err != nil {
 			r.logf("profile %s %s: %v", t.Name, workload, err)
@@ -418,18 +464,18 @@ func (r *runner) profileDuring(t target, workload string, d time.Duration) func(
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		os.WriteFile(filepath.Join(r.profile, t.Name+"-"+workload+".pprof"), b, 0o644)
+		os.WriteFile(filepath.Join(r.profile, fmt.Sprintf("%s-%s-%d.pprof", t.Name, workload, n+1)), b, 0o644)
 	}()
 	return func() { <-done }
 }
 
-func wsgateStarter(mode ...string) func(r *runner) (*proc, error) {
+func wsgateStarter(addr string, k int, mode ...string) func(r *runner) (*proc, error) {
 	return func(r *runner) (*proc, error) {
-		args := append([]string{r.wsgate, "serve", "--listen", wsgateAddr,
-			"--backend", backendA, "--backend", backendB, "--access-log", "off", "--log-level", "warn"}, mode...)
+		args := append([]string{r.wsgate, "serve", "--listen", addr,
+			"--backend", backendA, "--backend", backendB, "--access-log", "off", "--log-level", "warn", "--admin", "off"}, mode...)
 		var env []string
 		if r.profile != "" {
-			env = append(env, "WSGATE_PPROF="+pprofAddr)
+			env = append(env, fmt.Sprintf("WSGATE_PPROF=127.0.0.1:%d", pprofBase+k))
 		}
 		return r.ps.start("wsgate "+strings.Join(mode, " "), r.logFile("wsgate"+strings.Join(mode, "")), env, args...)
 	}
