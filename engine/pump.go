@@ -344,6 +344,9 @@ func (l *loop) received(o *ioOp) {
 		switch unix.Errno(-o.res) {
 		case unix.EAGAIN:
 			t.io[src] &^= canRead
+			if dr.flags&(dCloseWant|dCloseSent) == dCloseWant {
+				l.requeue(i, t) // a graceful close began meanwhile: its Close is due
+			}
 		case unix.EINTR:
 			l.requeue(i, t)
 		default:

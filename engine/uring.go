@@ -218,7 +218,7 @@ func (r *ioRing) submitAndWait(n int) error {
 			// The kernel is short of memory for requests, or has
 			// completions to post first: ask again, a bounded number of
 			// times.
-			if busy++; busy > 1<<12 {
+			if busy++; busy > 64 {
 				return fmt.Errorf("io_uring_enter: %w (%d times)", e, busy)
 			}
 		default:
