@@ -12,10 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listener is one listening socket. Every loop polls it (EPOLLEXCLUSIVE:
-// a new connection wakes one loop, not all) and accepts from it itself, so
-// a connection lives on the loop that accepted it from its first byte to
-// its close: no hand-off between threads, no event loop in between.
+// listener is one listening socket. Every loop polls it, or only its own
+// loop when an address has a SO_REUSEPORT socket per loop
+// (assignListeners), and accepts from it itself, so a connection lives on
+// the loop that accepted it from its first byte to its close: no hand-off
+// between threads, no event loop in between.
 //
 // Why not netpoll, which DESIGN.md planned for accept and head reading:
 // measured on this machine, its head phase cost 34 syscalls, 2 futex
@@ -24,9 +25,10 @@ import (
 // about 150 µs of CPU per upgrade against nginx's 99 µs. Reading the head
 // in the loop that will carry the tunnel needs none of that.
 type listener struct {
-	srv  *Server
-	idx  int // position in Server.listeners: epoll events carry it
-	fd   int
+	srv   *Server
+	idx   int // position in Server.listeners: epoll events carry it
+	owner int // the one loop that polls it; -1: every loop
+	fd    int
 	addr net.Addr
 	name string
 
@@ -80,6 +82,8 @@ func (s *Server) openListener(lc ListenerConfig) error {
 		})
 		return nil
 	}
+	first := len(s.listeners)
+	defer func() { s.assignListeners(first) }()
 	if len(lc.Inherited) > 0 {
 		for _, fd := range lc.Inherited {
 			a, err := inheritListener(fd, lc.Address)
@@ -103,6 +107,25 @@ func (s *Server) openListener(lc ListenerConfig) error {
 		}
 	}
 	return nil
+}
+
+// assignListeners gives each of the sockets of one address opened from
+// s.listeners[first] on its own loop when there are as many as loops.
+//
+// The loops wait in the Go runtime's poller, so an epoll fd of theirs has
+// no task asleep in epoll_wait, and EPOLLEXCLUSIVE — which stops a
+// listener's wake-up at the first epoll with one — wakes them all: with
+// one socket polled by every loop, each new connection wakes every idle
+// loop, and all but one find nothing to accept. With SO_REUSEPORT
+// sockets, one per loop, the kernel picks the socket, and so the loop.
+func (s *Server) assignListeners(first int) {
+	lns := s.listeners[first:]
+	for k, ln := range lns {
+		ln.owner = -1
+		if len(lns) >= s.cfg.Loops {
+			ln.owner = k % s.cfg.Loops
+		}
+	}
 }
 
 // inheritListener checks that fd is a listening TCP socket and makes it
@@ -274,6 +297,9 @@ func (l *loop) pollListeners(on bool) {
 		return
 	}
 	for _, ln := range l.srv.listeners {
+		if ln.owner >= 0 && ln.owner != l.id {
+			continue
+		}
 		if on {
 			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: ln.eventIndex()}
 			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -198,5 +201,46 @@ func TestShutdownEndsTunnelsGracefully(t *testing.T) {
 	}
 	if n := srv.Stats().GracefulCloses["shutdown"]; n != 1 {
 		t.Errorf("%d graceful shutdown closes counted", n)
+	}
+}
+
+// TestReusePortPerLoop: with a SO_REUSEPORT socket per loop, each socket
+// is polled by its own loop only (an idle loop is not woken for another
+// loop's connections), and the kernel spreads connections over both.
+func TestReusePortPerLoop(t *testing.T) {
+	testutil.CheckLeaks(t)
+	b := startEcho(t, "a")
+	addr := refusedAddr(t) // a free port: with :0 each socket would get its own
+	srv, _ := startProxy(t, []string{b.Addr()}, func(c *Config) { c.Listen, c.Loops, c.ReusePort = []string{addr}, 2, 2 })
+	if len(srv.listeners) != 2 || srv.listeners[0].owner != 0 || srv.listeners[1].owner != 1 {
+		t.Fatalf("listeners' loops: %d sockets, owners %d and %d; want 0 and 1", len(srv.listeners), srv.listeners[0].owner, srv.listeners[1].owner)
+	}
+	// Each loop's epoll set (its fdinfo lists one "tfd:" line per fd it
+	// watches) holds its own listening socket and not the other's.
+	for k, l := range srv.loops {
+		info, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", l.epfd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, ln := range srv.listeners {
+			watched := regexp.MustCompile(fmt.Sprintf(`(?m)^tfd:\s+%d\s`, ln.fd)).Match(info)
+			if watched != (j == k) {
+				t.Errorf("loop %d watches listening socket %d: %v", k, j, watched)
+			}
+		}
+	}
+	for k := 0; k < 40; k++ {
+		c, br := dialWS(t, addr, "/")
+		echoOnce(t, c, br, []byte("x"))
+		c.Close()
+	}
+	for k, l := range srv.loops {
+		if l.c.accepted.Load() == 0 {
+			t.Errorf("loop %d accepted none of 40 connections", k)
+		}
+	}
+	one, _ := startProxy(t, []string{b.Addr()}, func(c *Config) { c.Loops, c.ReusePort = 2, 1 })
+	if one.listeners[0].owner != -1 {
+		t.Errorf("a lone socket is polled by loop %d only, want every loop", one.listeners[0].owner)
 	}
 }
