@@ -29,8 +29,8 @@ type listener struct {
 	idx   int // position in Server.listeners: epoll events carry it
 	owner int // the one loop that polls it; -1: every loop
 	fd    int
-	addr net.Addr
-	name string
+	addr  net.Addr
+	name  string
 
 	proxy          bool        // a PROXY v1/v2 header comes first
 	tls            *tls.Config // nil: plain
