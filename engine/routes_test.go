@@ -4,6 +4,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws/wsutil"
 
@@ -149,6 +150,12 @@ func TestSetRoutesKeepsOpenTunnels(t *testing.T) {
 		t.Fatalf("third table: %q, want 404", ans)
 	}
 	echoOnce(t, old, obr, []byte("after its route is gone"))
+	// The four closed tunnels end once the loop has read their clients'
+	// EOFs, which may be just after this point.
+	deadline := time.Now().Add(2 * time.Second)
+	for srv.Stats().TunnelsActive != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if st := srv.Stats(); st.TunnelsActive != 1 {
 		t.Errorf("%d tunnels active, want the old one", st.TunnelsActive)
 	}
