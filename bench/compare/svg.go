@@ -20,6 +20,10 @@ var colors = map[string]string{
 // labelled with its value and its ratio to nginx. Hand-made SVG: no
 // fonts, scripts or anything fetched.
 func renderSVG(env runEnv, results []result) string {
+	rounds := 1
+	for _, r := range results {
+		rounds = max(rounds, len(r.Rounds))
+	}
 	const (
 		cols    = 2
 		panelW  = 480
@@ -41,8 +45,8 @@ func renderSVG(env runEnv, results []result) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="16" font-weight="bold">wsgate vs direct, nginx %s and HAProxy %s</text>`+"\n", marginX, esc(env.Nginx), esc(env.HAProxy))
-	fmt.Fprintf(&b, `<text x="%d" y="42" fill="#555">%s, %d CPUs, load %s at start (shared machine: noisy); ratios are to nginx in the same run</text>`+"\n",
-		marginX, esc(env.Date), env.CPUs, esc(env.LoadStart))
+	fmt.Fprintf(&b, `<text x="%d" y="42" fill="#555">%s, %d CPUs, load %s at start (shared machine: noisy); medians of %d rounds; ratios are to nginx in the same run</text>`+"\n",
+		marginX, esc(env.Date), env.CPUs, esc(env.LoadStart), rounds)
 	for mi, m := range metrics {
 		x0 := marginX + (mi%cols)*panelW
 		y0 := headH + (mi/cols)*panelH
