@@ -321,14 +321,25 @@ func (l *loop) flushIO() {
 	}
 }
 
+// opTunnel returns the tunnel o was queued for, or nil when the tunnel
+// has been freed since: by an earlier result in the same batch, or
+// before the batch was made.
+func (l *loop) opTunnel(o *ioOp) *tunnel {
+	t := l.tabs.at(o.i)
+	if t.state == stFree || t.gen != o.gen {
+		return nil
+	}
+	return t
+}
+
 // prepare drops, in place, the ops whose tunnel has been freed since they
 // were queued — its fd number may belong to another socket by now (an
 // accept in the same event batch) — and sets each op's buffer.
 func (l *loop) prepare(ops []ioOp) []ioOp {
 	k := 0
 	for _, o := range ops {
-		t := l.tabs.at(o.i)
-		if t.state == stFree || t.gen != o.gen {
+		t := l.opTunnel(&o)
+		if t == nil {
 			continue
 		}
 		switch o.kind {

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"golang.org/x/sys/unix"
 
@@ -126,21 +124,11 @@ func TestBatchedSlowReader(t *testing.T) {
 			// Let the echoes back up: the client's receive buffer, the
 			// proxy's send buffer, then the proxy's parked chunk fill.
 			time.Sleep(500 * time.Millisecond)
-			got := sha256.New()
-			for n := 0; n < total; {
-				h, err := ws.ReadHeader(br)
-				if err != nil {
-					t.Fatalf("after %d bytes: %v", n, err)
-				}
-				if _, err := io.CopyN(got, br, h.Length); err != nil {
-					t.Fatalf("after %d bytes: %v", n, err)
-				}
-				n += int(h.Length)
-			}
+			got := readPayloads(t, br, total)
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
+			if !bytes.Equal(sent.Sum(nil), got) {
 				t.Fatal("echoed bytes differ from sent bytes")
 			}
 		})

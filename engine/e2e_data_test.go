@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/wsgate/wsgate/internal/testutil"
@@ -66,23 +65,12 @@ func TestBulkBothWays(t *testing.T) {
 					}
 				}
 			}()
-			got := sha256.New()
-			n := 0
-			for n < total {
-				h, err := ws.ReadHeader(br)
-				if err != nil {
-					t.Fatalf("after %d bytes: %v", n, err)
-				}
-				if _, err := io.CopyN(got, br, h.Length); err != nil {
-					t.Fatalf("after %d bytes: %v", n, err)
-				}
-				n += int(h.Length)
-			}
+			got := readPayloads(t, br, total)
 			wg.Wait()
 			if werr != nil {
 				t.Fatal(werr)
 			}
-			if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
+			if !bytes.Equal(sent.Sum(nil), got) {
 				t.Fatal("echoed bytes differ from sent bytes")
 			}
 			// The loop counts a splice's bytes when the call returns, which

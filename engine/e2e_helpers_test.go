@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -245,6 +246,24 @@ func refusedAddr(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// readPayloads reads frames until their payloads add up to total bytes
+// and returns the payloads' SHA-256.
+func readPayloads(t testing.TB, br *bufio.Reader, total int) []byte {
+	t.Helper()
+	sum := sha256.New()
+	for n := 0; n < total; {
+		h, err := ws.ReadHeader(br)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", n, err)
+		}
+		if _, err := io.CopyN(sum, br, h.Length); err != nil {
+			t.Fatalf("after %d bytes: %v", n, err)
+		}
+		n += int(h.Length)
+	}
+	return sum.Sum(nil)
 }
 
 // readFrame reads one frame with its payload (at most 1 MiB), unmasked.

@@ -333,9 +333,9 @@ func (l *loop) dropped(t *tunnel, d int, p []byte) {
 // recorded.
 func (l *loop) received(o *ioOp) {
 	i, d := o.i, int(o.d)
-	t := l.tabs.at(i)
-	if t.state == stFree || t.gen != o.gen {
-		return // an earlier result in this batch closed the tunnel
+	t := l.opTunnel(o)
+	if t == nil {
+		return
 	}
 	src, dst := d, 1-d
 	dr := &t.dir[d]
@@ -395,8 +395,8 @@ func (l *loop) received(o *ioOp) {
 // take is parked until it has room.
 func (l *loop) sent(o *ioOp) {
 	i, d := o.i, int(o.d)
-	t := l.tabs.at(i)
-	if t.state == stFree || t.gen != o.gen {
+	t := l.opTunnel(o)
+	if t == nil {
 		return
 	}
 	dst := 1 - d
@@ -428,8 +428,8 @@ func (l *loop) sent(o *ioOp) {
 // machine can act on it.
 func (l *loop) sentChunk(o *ioOp) {
 	i, d := o.i, int(o.d)
-	t := l.tabs.at(i)
-	if t.state == stFree || t.gen != o.gen {
+	t := l.opTunnel(o)
+	if t == nil {
 		return
 	}
 	dst := 1 - d
