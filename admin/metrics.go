@@ -27,6 +27,7 @@ type metricsCollector struct {
 	tunnelsActive, closes, bytes                      *prometheus.Desc
 	wsCloses, pings, tlsFailures, tlsConns, held      *prometheus.Desc
 	pipesInUse, parkedBytes                           *prometheus.Desc
+	ioUring, ioBatches, ioBatchedCalls                *prometheus.Desc
 	tunnelDuration, handshakeDuration                 *prometheus.Desc
 
 	tunnels, backendActive, backendUp, backendState *prometheus.Desc
@@ -68,6 +69,10 @@ func newMetricsCollector(s *Server) *metricsCollector {
 		bytes:       d("bytes_total", "Tunnel bytes moved: up is client to backend, down backend to client.", "direction"),
 		pipesInUse:  d("pipes_in_use", "Pipes lent from the pool to directions with bytes in flight."),
 		parkedBytes: d("parked_bytes", "Bytes parked in chunks after partial writes."),
+		ioUring:     d("io_uring", "1 when the loops batch their socket calls with io_uring, 0 when they make plain system calls."),
+		ioBatches:   d("io_batches_total", "Batches of socket calls the loops made (one per loop iteration with calls)."),
+		ioBatchedCalls: d("io_batched_calls_total",
+			"Socket calls (recv, send, close) made in those batches; calls per batch is how much each io_uring_enter saved."),
 		tunnelDuration: d("tunnel_duration_seconds",
 			"How long tunnels lasted, from the 101 to the close."),
 		handshakeDuration: d("handshake_duration_seconds",
@@ -89,6 +94,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.accepted, c.acceptErrors, c.fdLimitHits, c.headsPending,
 		c.handshakes, c.rejects, c.dialFailures,
 		c.tunnelsActive, c.closes, c.bytes, c.pipesInUse, c.parkedBytes,
+		c.ioUring, c.ioBatches, c.ioBatchedCalls,
 		c.wsCloses, c.pings, c.tlsFailures, c.tlsConns, c.held,
 		c.tunnelDuration, c.handshakeDuration,
 		c.tunnels, c.backendActive, c.backendUp, c.backendState,
@@ -145,6 +151,13 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytes, float64(es.BytesDown), "down")
 	gauge(c.pipesInUse, float64(es.PipesInUse))
 	gauge(c.parkedBytes, float64(es.ParkedBytes))
+	uring := 0.0
+	if es.IOUring {
+		uring = 1
+	}
+	gauge(c.ioUring, uring)
+	counter(c.ioBatches, float64(es.Batches))
+	counter(c.ioBatchedCalls, float64(es.BatchedCalls))
 	if h, ok := constHistogram(c.tunnelDuration, es.TunnelDuration); ok {
 		ch <- h
 	}

@@ -32,9 +32,17 @@ type Stats struct {
 	Bytes             ByteStats         `json:"bytes"`
 	PipesInUse        int64             `json:"pipes_in_use"`
 	ParkedBytes       int64             `json:"parked_bytes"`
+	IO                IOStats           `json:"io"`
 	TunnelDuration    Histogram         `json:"tunnel_duration"`
 	HandshakeDuration Histogram         `json:"handshake_duration"`
 	Backends          []Backend         `json:"backends"`
+}
+
+// IOStats says how the loops make their socket calls.
+type IOStats struct {
+	IOUring      bool   `json:"io_uring"`      // batched with io_uring (else plain system calls)
+	Batches      uint64 `json:"batches"`       // batches made
+	BatchedCalls uint64 `json:"batched_calls"` // recvs, sends and closes in them
 }
 
 // TLSStats counts wss connections.
@@ -165,6 +173,7 @@ func (s *Server) stats() Stats {
 		Bytes:             ByteStats{Up: es.BytesUp, Down: es.BytesDown},
 		PipesInUse:        es.PipesInUse,
 		ParkedBytes:       es.ParkedBytes,
+		IO:                IOStats{IOUring: es.IOUring, Batches: es.Batches, BatchedCalls: es.BatchedCalls},
 		TunnelDuration:    histogram(es.TunnelDuration),
 		HandshakeDuration: histogram(es.HandshakeDuration),
 		Backends:          s.backends(""),

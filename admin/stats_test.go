@@ -20,6 +20,7 @@ func sampleStats() engine.Stats {
 		DialFailures: map[string]uint64{"refused": 2, "timeout": 0},
 		Closes:       map[string]uint64{"done": 60, "drain": 3},
 		BytesUp:      1000, BytesDown: 2000, PipesInUse: 1, ParkedBytes: 10,
+		IOUring: true, Batches: 11, BatchedCalls: 300,
 		GracefulCloses: map[string]uint64{"drain": 2}, PlainCloses: map[string]uint64{"drain": 1},
 		KeepalivePings: 9, TLSFailures: 6, TLSConnections: 4, Held: 8,
 		TunnelDuration:    engine.Histogram{Bounds: []float64{1, 10}, Counts: []uint64{3, 4, 5}, Count: 12, Sum: 99.5},
@@ -48,7 +49,7 @@ func TestStatsContract(t *testing.T) {
 	a.json(t, &raw)
 	want := []string{"version", "time", "started", "uptime_seconds", "token_required", "node", "tunnels", "connections",
 		"handshakes", "dial_failures", "closes", "graceful_closes", "plain_closes", "keepalive_pings", "tls",
-		"bytes", "pipes_in_use", "parked_bytes", "tunnel_duration", "handshake_duration", "backends"}
+		"bytes", "pipes_in_use", "parked_bytes", "io", "tunnel_duration", "handshake_duration", "backends"}
 	if got := keys(raw); !slices.Equal(got, sorted(want)) {
 		t.Errorf("top-level keys %v, want %v", got, sorted(want))
 	}
@@ -68,7 +69,8 @@ func TestStatsContract(t *testing.T) {
 	}
 	if st.Tunnels != (TunnelStats{Active: 7, Total: 70}) ||
 		st.Connections != (ConnectionStats{Accepted: 100, AcceptErrors: 3, FDLimitHits: 1, HeadsPending: 2}) ||
-		st.Bytes != (ByteStats{Up: 1000, Down: 2000}) || st.PipesInUse != 1 || st.ParkedBytes != 10 {
+		st.Bytes != (ByteStats{Up: 1000, Down: 2000}) || st.PipesInUse != 1 || st.ParkedBytes != 10 ||
+		st.IO != (IOStats{IOUring: true, Batches: 11, BatchedCalls: 300}) {
 		t.Errorf("counters: %+v", st)
 	}
 	if h := st.Handshakes; h.OK != 70 || h.PlainOK != 5 || h.RejectedTotal != 5 || h.Rejected["bad_host"] != 4 || len(h.Rejected) != 3 {

@@ -392,6 +392,11 @@ func printStats(w io.Writer, st *admin.Stats) {
 	row("connections", "accepted", count(st.Connections.Accepted), "accept errors", count(st.Connections.AcceptErrors),
 		"fd-limit hits", count(st.Connections.FDLimitHits), "heads pending", count(uint64(max(st.Connections.HeadsPending, 0))))
 	row("pipes", "in use", st.PipesInUse, "parked", size(uint64(max(st.ParkedBytes, 0))))
+	calls := "plain system calls"
+	if st.IO.IOUring {
+		calls = "io_uring"
+	}
+	row("socket calls", "by", calls, "batches", count(st.IO.Batches), "calls", count(st.IO.BatchedCalls))
 	tw.Flush()
 	for _, m := range []struct {
 		name string

@@ -172,7 +172,7 @@ func TestCtl(t *testing.T) {
 	out := n.mustCtl(t, "stats")
 	t.Logf("wsgate ctl stats:\n%s", out)
 	wantLines(t, "stats", out, "wsgate dev, up ", "node ready", "tunnels", "active 2", "total 2", "handshakes", "ok 2",
-		"bytes", "connections", "accept errors 0", "pipes", "POOL", "BACKEND", "STATE", "default", a, b, "up")
+		"bytes", "connections", "accept errors 0", "pipes", "socket calls", "POOL", "BACKEND", "STATE", "default", a, b, "up")
 	// A table: every backend row has its columns in the header's places.
 	lines := strings.Split(out, "\n")
 	var header string
