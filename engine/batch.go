@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -61,10 +62,8 @@ func (m IOUringMode) String() string { return ioUringModeNames[m] }
 
 // ParseIOUringMode reads "auto", "on" or "off".
 func ParseIOUringMode(s string) (IOUringMode, error) {
-	for i, n := range ioUringModeNames {
-		if s == n {
-			return IOUringMode(i), nil
-		}
+	if i := slices.Index(ioUringModeNames[:], s); i >= 0 {
+		return IOUringMode(i), nil
 	}
 	return 0, fmt.Errorf("io_uring %q: want auto, on or off", s)
 }
@@ -283,6 +282,9 @@ func (l *loop) closeLater(fd int32) {
 // tunnel's state machine. Nothing is queued when it returns.
 func (l *loop) flushIO() {
 	b := &l.batch
+	if len(b.recvs)+len(b.sends)+len(b.closes) == 0 {
+		return // an iteration that queued nothing is not a batch
+	}
 	if len(b.recvs) > 0 {
 		b.used = max(b.used, len(b.recvs))
 		b.held = max(b.held, b.used)

@@ -48,8 +48,8 @@ type loopCounters struct {
 	gracefulCloses [numCauses]atomic.Uint64
 	plainCloses    [numCauses]atomic.Uint64
 	pings          atomic.Uint64 // keepalive Pings sent
-	batches        atomic.Uint64 // batches of copy-path socket calls made (batch.go)
-	batchedCalls   atomic.Uint64 // recvs and sends made in them
+	batches        atomic.Uint64 // batches of socket calls made (batch.go)
+	batchedCalls   atomic.Uint64 // recvs, sends and closes made in them
 	tunnelSeconds  histogram
 	_              [64]byte // keep the next loop's counters off these lines
 }
@@ -168,8 +168,8 @@ type Stats struct {
 	PipesInUse        int64
 	ParkedBytes       int64
 	IOUring           bool   // the loops batch their socket calls with io_uring
-	Batches           uint64 // batches of copy-path recvs and sends
-	BatchedCalls      uint64 // recvs and sends made in those batches
+	Batches           uint64 // batches of socket calls (batch.go)
+	BatchedCalls      uint64 // recvs, sends and closes made in those batches
 	TunnelDuration    Histogram
 	HandshakeDuration Histogram
 }
